@@ -1,0 +1,3 @@
+"""corral: a ZooKeeper-compatible coordination service."""
+
+__version__ = "0.1.0"

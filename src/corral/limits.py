@@ -1,0 +1,28 @@
+"""Every bound in corral, with its unit.
+
+Rules: constants only, upper-case, unit or qualifier last, `_MAX`/`_MIN` suffixes.
+Imports nothing from corral. A collection that grows with client input has its bound
+here, and the code checks it where the data enters.
+"""
+
+FRAME_SIZE_MAX = 0xFFFFF  # bytes; ZooKeeper's jute.maxbuffer default (1 048 575)
+FRAME_SIZE_HARD_MAX = 0x7FFFFFF  # bytes; the largest jute.maxbuffer we accept in config
+PATH_LENGTH_MAX = FRAME_SIZE_MAX  # bytes; ZooKeeper has no limit beyond the frame
+ACL_ENTRIES_MAX = 1_024  # entries in one ACL list
+MULTI_OPS_MAX = 10_000  # ops in one multi / multiRead request
+WATCH_PATHS_PER_SET_WATCHES_MAX = 1_000_000  # paths in one setWatches request
+AUTH_IDS_PER_CONNECTION_MAX = 64  # identities one connection may accumulate
+PASSWORD_SIZE = 16  # bytes; every client expects exactly 16
+SEQUENCE_DIGITS = 10  # %010d
+TTL_MAX_MS = 0xFF_FFFF_FFFF  # 2**40 - 1, the 40 bits ZooKeeper keeps for a TTL
+TTL_MIN_MS = 1
+
+TICK_TIME_DEFAULT_MS = 2_000
+MAX_CLIENT_CNXNS_DEFAULT = 60  # connections per client address; 0 = unlimited
+PENDING_REQUESTS_PER_CONNECTION_MAX = 10_000  # requests in flight on one connection
+HANDSHAKE_TIMEOUT_MS = 10_000  # a connection that sends no ConnectRequest is dropped
+CONTAINER_CHECK_INTERVAL_DEFAULT_MS = 60_000
+CONTAINER_DELETES_PER_MINUTE_MAX = 10_000
+
+assert PATH_LENGTH_MAX <= FRAME_SIZE_MAX
+assert FRAME_SIZE_MAX <= FRAME_SIZE_HARD_MAX

@@ -1,0 +1,160 @@
+"""Jute, ZooKeeper's serialization: big-endian primitives, length-prefixed buffers.
+
+Rules: sans-IO; a Reader works over one complete frame and never trusts a length it
+reads (every length is checked against what remains); a Writer only appends. Reading
+past the end or a bad length raises DecodeError; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from corral.protocol.errors import DecodeError, LocalProtocolError
+
+_INT = struct.Struct(">i")
+_LONG = struct.Struct(">q")
+_INT_MIN = -(2**31)
+_INT_MAX = 2**31 - 1
+_LONG_MIN = -(2**63)
+_LONG_MAX = 2**63 - 1
+
+
+class Reader:
+    """Reads jute values from one frame's payload."""
+
+    __slots__ = ("_data", "_offset")
+
+    def __init__(self, data: bytes | memoryview, offset: int = 0) -> None:
+        self._data = bytes(data)
+        self._offset = offset
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._offset
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def _need(self, size: int) -> None:
+        if size > len(self._data) - self._offset:
+            raise DecodeError(f"need {size} bytes at offset {self._offset}, have {self.remaining}")
+
+    def int32(self) -> int:
+        self._need(4)
+        (value,) = _INT.unpack_from(self._data, self._offset)
+        self._offset += 4
+        return int(value)
+
+    def int64(self) -> int:
+        self._need(8)
+        (value,) = _LONG.unpack_from(self._data, self._offset)
+        self._offset += 8
+        return int(value)
+
+    def boolean(self) -> bool:
+        self._need(1)
+        value = self._data[self._offset]
+        self._offset += 1
+        return value != 0
+
+    def buffer(self) -> bytes | None:
+        size = self.int32()
+        if size == -1:
+            return None
+        if not 0 <= size <= self.remaining:
+            raise DecodeError(f"buffer length {size} exceeds remaining {self.remaining}")
+        start = self._offset
+        self._offset += size
+        return self._data[start : self._offset]
+
+    def ustring(self) -> str | None:
+        raw = self.buffer()
+        if raw is None:
+            return None
+        if raw.isascii():
+            return raw.decode("ascii")
+        # Java writes CESU-8 for supplementary characters; "surrogatepass" keeps those
+        # as lone surrogates, which path validation then rejects as ZooKeeper does.
+        # Invalid UTF-8 becomes U+FFFD, as in Java's decoder.
+        try:
+            return raw.decode("utf-8", errors="surrogatepass")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", errors="replace")
+
+    def raw(self, size: int) -> bytes:
+        self._need(size)
+        start = self._offset
+        self._offset += size
+        return self._data[start : self._offset]
+
+    def string(self) -> str:
+        """A ustring where null means empty (kazoo sends "" as null)."""
+        value = self.ustring()
+        return "" if value is None else value
+
+    def count(self) -> int:
+        """A vector count; -1 (null) and other negatives read as empty, as Java does."""
+        count = self.int32()
+        if count < 0:
+            return 0
+        # Every element takes at least one byte, so a count above `remaining` is a lie.
+        if count > self.remaining:
+            raise DecodeError(f"vector count {count} exceeds remaining {self.remaining}")
+        return count
+
+    def string_vector(self) -> tuple[str, ...]:
+        return tuple(self.string() for _ in range(self.count()))
+
+    def expect_end(self) -> None:
+        # ZooKeeper ignores trailing bytes in a request; so do we. Kept as a named hook.
+        return None
+
+
+class Writer:
+    """Appends jute values to a bytearray."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def getvalue(self) -> bytes:
+        return bytes(self._buf)
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def int32(self, value: int) -> None:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise LocalProtocolError(f"int out of range: {value}")
+        self._buf += _INT.pack(value)
+
+    def int64(self, value: int) -> None:
+        if not _LONG_MIN <= value <= _LONG_MAX:
+            raise LocalProtocolError(f"long out of range: {value}")
+        self._buf += _LONG.pack(value)
+
+    def boolean(self, value: bool) -> None:
+        self._buf.append(1 if value else 0)
+
+    def buffer(self, value: bytes | None) -> None:
+        if value is None:
+            self._buf += _INT.pack(-1)
+            return
+        self._buf += _INT.pack(len(value))
+        self._buf += value
+
+    def ustring(self, value: str | None) -> None:
+        if value is None:
+            self._buf += _INT.pack(-1)
+            return
+        self.buffer(value.encode("utf-8", errors="surrogatepass"))
+
+    def string_vector(self, values: tuple[str, ...] | list[str]) -> None:
+        self._buf += _INT.pack(len(values))
+        for value in values:
+            self.ustring(value)
+
+    def raw(self, data: bytes) -> None:
+        self._buf += data
