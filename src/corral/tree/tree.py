@@ -1,0 +1,782 @@
+"""The ZooKeeper data tree: znodes, sessions table, and the deterministic apply of txns.
+
+Rules (server-semantics §1-§14; ZooKeeper 3.9 where 3.8 and 3.9 differ):
+* `apply(txn, zxid)` is a pure function of (tree, txn, zxid): no clock, no randomness,
+  no iteration over unordered collections that could reach the result. Every replica
+  applying the same log computes the same tree, replies and events.
+* A client write is validated at apply time, in ZooKeeper's check order (§6.2): the
+  first failing check wins and nothing changes. A failing write still consumed its zxid
+  (the log did that); `last_zxid` advances for every txn.
+* multi is atomic: ops run in order against the state left by the earlier ops, each
+  mutation records an undo closure, and the first failure rolls them back in reverse.
+  No event leaves a failed multi and sequential counters do not advance.
+* The persisted cversion counts child creations only; clients see 2*cversion -
+  numChildren (znode.py). Versions are int32 and wrap (3.9: +1 may produce -1).
+* Reads never mutate. Watch registration is the caller's (WatchTable in watches.py):
+  this module only returns events, each with the ACL that decides its delivery.
+* Paths are stored only in valid form; "" answers as the root for reads.
+* No recursion over the tree: subtree walks use an explicit stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from corral.limits import SEQUENCE_DIGITS, TTL_MAX_MS, TTL_MIN_MS
+from corral.protocol.constants import (
+    ANY_VERSION,
+    MULTI_READ_OPS,
+    MULTI_WRITE_OPS,
+    CreateMode,
+    ErrorCode,
+    EventType,
+    OpCode,
+    Perm,
+)
+from corral.protocol.paths import is_valid_path
+from corral.protocol.records import (
+    ACL,
+    OPEN_ACL_UNSAFE,
+    READ_ACL_UNSAFE,
+    CheckVersionRequest,
+    Create2Response,
+    CreateRequest,
+    CreateResponse,
+    CreateTTLRequest,
+    DeleteRequest,
+    ExistsRequest,
+    GetACLRequest,
+    GetACLResponse,
+    GetAllChildrenNumberResponse,
+    GetChildren2Response,
+    GetChildrenRequest,
+    GetChildrenResponse,
+    GetDataRequest,
+    GetDataResponse,
+    GetEphemeralsRequest,
+    GetEphemeralsResponse,
+    Id,
+    MultiRequest,
+    MultiResponse,
+    OpResult,
+    PathRecord,
+    Record,
+    SetACLRequest,
+    SetDataRequest,
+    Stat,
+    StatResponse,
+)
+from corral.tree import quota
+from corral.tree.acl import check_acl, fix_acl, mask_digests
+from corral.tree.txn import ClientTxn, CloseSessionTxn, CreateSessionTxn, ReapTxn, Txn
+from corral.tree.znode import CONTAINER_OWNER, Znode, int32_increment, ttl_owner
+
+ROOT_PATH = "/"
+ZOOKEEPER_PATH = "/zookeeper"
+QUOTA_PATH = quota.QUOTA_ROOT
+CONFIG_PATH = "/zookeeper/config"
+# Nobody, not even super, may delete these (§6.2 delete, §13).
+PROTECTED_PATHS = frozenset({ROOT_PATH, ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH})
+
+_CREATE_OPS = frozenset({OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL})
+_VALID_FLAGS = frozenset(mode.value for mode in CreateMode)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreeEvent:
+    """A change that may fire watches. `acl` decides delivery (§10.5): the node's ACL for
+    NODE_CREATED / NODE_DATA_CHANGED / NODE_DELETED, the parent's for
+    NODE_CHILDREN_CHANGED (whose `path` is the parent's)."""
+
+    type: EventType
+    path: str
+    acl: tuple[ACL, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    """What the client gets (err, body per RESPONSE_RECORDS) and the events, in order."""
+
+    err: ErrorCode
+    body: Record | None
+    events: tuple[TreeEvent, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    session_id: int
+    timeout_ms: int
+    password: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Who is writing, and the zxid and time every change of this txn carries."""
+
+    session_id: int
+    identities: tuple[Id, ...]
+    zxid: int
+    time_ms: int
+
+
+_Outcome = tuple[ErrorCode, Record | None]
+
+
+def _parent_of(path: str) -> str:
+    """ZooKeeper's parent: everything before the last '/', '' meaning the root."""
+    index = path.rfind("/")
+    assert index >= 0, path
+    return path[:index] if index > 0 else ROOT_PATH
+
+
+def _sequence_suffix(counter: int) -> str:
+    # Java's %010d: a negative counter keeps its sign inside the width.
+    return f"{counter:0{SEQUENCE_DIGITS}d}"
+
+
+class DataTree:
+    """The replicated state machine: znodes and sessions."""
+
+    def __init__(
+        self,
+        *,
+        extended_types_enabled: bool = False,
+        skip_acl: bool = False,
+        enforce_quota: bool = False,
+        super_digest: str | None = None,
+    ) -> None:
+        self.extended_types_enabled = extended_types_enabled
+        self.skip_acl = skip_acl
+        self.enforce_quota = enforce_quota
+        # Unused: super arrives as Id("super", "") among the caller's identities. Kept
+        # because docs/architecture.md names it in the constructor.
+        self.super_digest = super_digest
+        self.last_zxid = 0
+        self._nodes: dict[str, Znode] = {}
+        self._sessions: dict[int, SessionInfo] = {}
+        self._ephemerals: dict[int, set[str]] = {}
+        self._reapable: set[str] = set()  # containers and TTL nodes
+        self._quota_paths: set[str] = set()  # P for every QUOTA_ROOT + P + /zookeeper_limits
+        self._data_size = 0
+        self._events: list[TreeEvent] = []
+        self._undo_log: list[Callable[[], None]] | None = None  # set only inside a multi
+        self._init_special_nodes()
+        self.sessions: Mapping[int, SessionInfo] = MappingProxyType(self._sessions)
+
+    def _init_special_nodes(self) -> None:
+        # §1.1: all zxids and times 0, empty (not null) data; children are attached
+        # without counting creations, hence the negative visible cversions.
+        for path, acl in (
+            (ROOT_PATH, OPEN_ACL_UNSAFE),
+            (ZOOKEEPER_PATH, OPEN_ACL_UNSAFE),
+            (QUOTA_PATH, OPEN_ACL_UNSAFE),
+            (CONFIG_PATH, READ_ACL_UNSAFE),
+        ):
+            znode = Znode(data=b"", acl=acl, zxid=0, time_ms=0)
+            self._nodes[path] = znode
+            self._index_add(path, znode)
+            if path != ROOT_PATH:
+                self._nodes[_parent_of(path)].children.add(path[path.rfind("/") + 1 :])
+        self._nodes[CONFIG_PATH].aversion = -1
+
+    # ------------------------------------------------------------------ public views
+
+    def get(self, path: str) -> Znode | None:
+        """The stored znode ("" is the root). Callers must not mutate it."""
+        return self._nodes.get(ROOT_PATH if path == "" else path)
+
+    def stat(self, path: str) -> Stat | None:
+        znode = self.get(path)
+        return None if znode is None else znode.stat()
+
+    def ephemerals(self, session_id: int) -> frozenset[str]:
+        return frozenset(self._ephemerals.get(session_id, ()))
+
+    @property
+    def node_count(self) -> int:
+        # ZooKeeper's node map also holds "" as an alias of the root.
+        return len(self._nodes) + 1
+
+    @property
+    def ephemeral_count(self) -> int:
+        return sum(len(paths) for paths in self._ephemerals.values())
+
+    @property
+    def approximate_data_size(self) -> int:
+        """Sum of path lengths and data lengths over all znodes (ZooKeeper's gauge)."""
+        return self._data_size
+
+    def reap_candidates(self, now_ms: int, *, max_never_used_ms: int = 0) -> list[str]:
+        """Containers and TTL nodes the reaper should delete now (§12.3), sorted."""
+        return sorted(
+            path
+            for path in self._reapable
+            if self._is_reap_candidate(self._nodes[path], now_ms, max_never_used_ms)
+        )
+
+    @staticmethod
+    def _is_reap_candidate(znode: Znode, now_ms: int, max_never_used_ms: int) -> bool:
+        if znode.children:
+            return False
+        if znode.is_container:
+            if znode.cversion > 0:
+                return True
+            return max_never_used_ms != 0 and now_ms - znode.mtime_ms > max_never_used_ms
+        ttl_ms = znode.ttl_ms
+        return ttl_ms != 0 and now_ms - znode.mtime_ms > ttl_ms
+
+    # ------------------------------------------------------------------ indexes
+
+    def _index_add(self, path: str, znode: Znode) -> None:
+        self._data_size += len(path) + znode.data_length
+        if znode.is_ephemeral:
+            self._ephemerals.setdefault(znode.ephemeral_owner, set()).add(path)
+        elif znode.is_container or znode.ttl_ms:
+            self._reapable.add(path)
+        quota_path = quota.quota_path_of(path, quota.LIMITS_NODE)
+        if quota_path is not None:
+            self._quota_paths.add(quota_path)
+
+    def _index_remove(self, path: str, znode: Znode) -> None:
+        self._data_size -= len(path) + znode.data_length
+        if znode.is_ephemeral:
+            owned = self._ephemerals[znode.ephemeral_owner]
+            owned.remove(path)
+            if not owned:
+                del self._ephemerals[znode.ephemeral_owner]
+        self._reapable.discard(path)
+        quota_path = quota.quota_path_of(path, quota.LIMITS_NODE)
+        if quota_path is not None:
+            self._quota_paths.discard(quota_path)
+
+    def _record_undo(self, undo: Callable[[], None]) -> None:
+        if self._undo_log is not None:
+            self._undo_log.append(undo)
+
+    # ------------------------------------------------------------------ primitive mutations
+    # Every change to the tree goes through these, so that a multi can undo it.
+
+    def _attach(self, path: str, znode: Znode, ctx: _Context) -> None:
+        parent_path = _parent_of(path)
+        parent = self._nodes[parent_path]
+        name = path[path.rfind("/") + 1 :]
+        assert path not in self._nodes, path
+        assert name not in parent.children, path
+        old_cversion, old_pzxid = parent.cversion, parent.pzxid
+        self._nodes[path] = znode
+        self._index_add(path, znode)
+        parent.children.add(name)
+        parent.cversion = int32_increment(parent.cversion)
+        parent.pzxid = ctx.zxid
+
+        def undo() -> None:
+            self._detach_raw(path)
+            parent.cversion, parent.pzxid = old_cversion, old_pzxid
+
+        self._record_undo(undo)
+
+    def _detach_raw(self, path: str) -> Znode:
+        znode = self._nodes.pop(path)
+        self._index_remove(path, znode)
+        self._nodes[_parent_of(path)].children.remove(path[path.rfind("/") + 1 :])
+        return znode
+
+    def _detach(self, path: str, ctx: _Context) -> Znode:
+        parent = self._nodes[_parent_of(path)]
+        old_pzxid = parent.pzxid
+        znode = self._detach_raw(path)
+        parent.pzxid = ctx.zxid
+
+        def undo() -> None:
+            self._nodes[path] = znode
+            self._index_add(path, znode)
+            parent.children.add(path[path.rfind("/") + 1 :])
+            parent.pzxid = old_pzxid
+
+        self._record_undo(undo)
+        return znode
+
+    def _replace_data(self, path: str, znode: Znode, data: bytes | None) -> None:
+        """Change data only (quota stats are rewritten in place, §14.2)."""
+        old_data = znode.data
+        self._data_size += (0 if data is None else len(data)) - znode.data_length
+        znode.data = data
+
+        def undo() -> None:
+            self._data_size += znode.data_length - (0 if old_data is None else len(old_data))
+            znode.data = old_data
+
+        self._record_undo(undo)
+
+    def _write_data(self, path: str, znode: Znode, data: bytes | None, ctx: _Context) -> None:
+        old = (znode.mzxid, znode.mtime_ms, znode.version)
+        self._replace_data(path, znode, data)
+        znode.mzxid, znode.mtime_ms = ctx.zxid, ctx.time_ms
+        znode.version = int32_increment(znode.version)
+
+        def undo() -> None:
+            znode.mzxid, znode.mtime_ms, znode.version = old
+
+        self._record_undo(undo)
+
+    def _write_acl(self, znode: Znode, acl: tuple[ACL, ...]) -> None:
+        old = (znode.acl, znode.aversion)
+        znode.acl = acl
+        znode.aversion = int32_increment(znode.aversion)
+
+        def undo() -> None:
+            znode.acl, znode.aversion = old
+
+        self._record_undo(undo)
+
+    # ------------------------------------------------------------------ composite changes
+
+    def _create_node(self, path: str, znode: Znode, ctx: _Context) -> None:
+        self._attach(path, znode, ctx)
+        parent_path = _parent_of(path)
+        parent = self._nodes[parent_path]
+        # Quota bookkeeping (§14.2): a stats node is filled in place when created.
+        stats_of = quota.quota_path_of(path, quota.STATS_NODE)
+        if stats_of is not None:
+            self._recompute_quota(stats_of)
+        self._quota_update(path, bytes_delta=znode.data_length, count_delta=1)
+        self._events.append(TreeEvent(type=EventType.NODE_CREATED, path=path, acl=znode.acl))
+        self._events.append(
+            TreeEvent(type=EventType.NODE_CHILDREN_CHANGED, path=parent_path, acl=parent.acl)
+        )
+
+    def _delete_node(self, path: str, ctx: _Context) -> None:
+        znode = self._detach(path, ctx)
+        parent_path = _parent_of(path)
+        parent = self._nodes[parent_path]
+        self._quota_update(path, bytes_delta=-znode.data_length, count_delta=-1)
+        self._events.append(TreeEvent(type=EventType.NODE_DELETED, path=path, acl=znode.acl))
+        self._events.append(
+            TreeEvent(type=EventType.NODE_CHILDREN_CHANGED, path=parent_path, acl=parent.acl)
+        )
+
+    # ------------------------------------------------------------------ quotas
+
+    def _quota_path_for(self, path: str) -> str | None:
+        """The deepest quota root that is `path` or an ancestor of it (never `/`)."""
+        if not self._quota_paths:
+            return None
+        for candidate in quota.ancestors_or_self(path):
+            if candidate in self._quota_paths:
+                return candidate
+        return None
+
+    def _quota_update(self, path: str, *, bytes_delta: int, count_delta: int) -> None:
+        quota_path = self._quota_path_for(path)
+        if quota_path is None:
+            return
+        stats_path = quota.stats_path(quota_path)
+        stats_node = self._nodes.get(stats_path)
+        if stats_node is None:
+            return
+        track = quota.parse_stats(stats_node.data)
+        updated = track.with_usage(
+            count=track.count + count_delta, bytes_=track.bytes + bytes_delta
+        )
+        self._replace_data(stats_path, stats_node, quota.format_stats(updated))
+
+    def _recompute_quota(self, quota_path: str) -> None:
+        stats_path = quota.stats_path(quota_path)
+        stats_node = self._nodes[stats_path]
+        count = 0
+        size = 0
+        root = self._nodes.get(quota_path)
+        stack = [(quota_path, root)] if root is not None else []
+        while stack:
+            path, znode = stack.pop()
+            assert znode is not None
+            count += 1
+            size += znode.data_length
+            for name in znode.children:
+                child_path = path + "/" + name if path != ROOT_PATH else "/" + name
+                stack.append((child_path, self._nodes[child_path]))
+        track = quota.StatsTrack().with_usage(count=count, bytes_=size)
+        self._replace_data(stats_path, stats_node, quota.format_stats(track))
+
+    def _quota_exceeded(self, path: str, *, bytes_delta: int, count_delta: int) -> bool:
+        """Whether a hard limit forbids the change (only with enforce_quota, §14.2)."""
+        if not self.enforce_quota:
+            return False
+        quota_path = self._quota_path_for(path)
+        if quota_path is None:
+            return False
+        limits_node = self._nodes.get(quota.limits_path(quota_path))
+        stats_node = self._nodes.get(quota.stats_path(quota_path))
+        if limits_node is None or stats_node is None:
+            return False
+        limits = quota.parse_stats(limits_node.data)
+        usage = quota.parse_stats(stats_node.data)
+        # Soft limits (and hard limits when not enforcing) would only log a warning.
+        count_hard_limit = limits.count_hard_limit
+        if count_delta != 0 and -1 < count_hard_limit < usage.count + count_delta:
+            return True
+        byte_hard_limit = limits.byte_hard_limit
+        return bytes_delta != 0 and -1 < byte_hard_limit < usage.bytes + bytes_delta
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, txn: Txn, zxid: int) -> ApplyResult:
+        """Apply one committed txn. Deterministic; the only entry point for changes."""
+        assert zxid > self.last_zxid, (zxid, self.last_zxid)
+        assert self._undo_log is None
+        assert not self._events
+        self.last_zxid = zxid
+        try:
+            match txn:
+                case ClientTxn():
+                    err, body = self._apply_client(txn, zxid)
+                case CreateSessionTxn():
+                    self._sessions[txn.session_id] = SessionInfo(
+                        session_id=txn.session_id,
+                        timeout_ms=txn.timeout_ms,
+                        password=txn.password,
+                    )
+                    err, body = ErrorCode.OK, None
+                case CloseSessionTxn():
+                    ctx = _Context(txn.session_id, (), zxid, txn.time_ms)
+                    err, body = self._close_session(ctx)
+                case ReapTxn():
+                    err, body = self._reap(txn, zxid)
+            events = tuple(self._events) if err == ErrorCode.OK else ()
+        finally:
+            self._events.clear()
+        return ApplyResult(err=err, body=body, events=events)
+
+    def _apply_client(self, txn: ClientTxn, zxid: int) -> _Outcome:
+        if txn.session_id not in self._sessions:
+            return ErrorCode.SESSION_EXPIRED, None
+        ctx = _Context(txn.session_id, txn.identities, zxid, txn.time_ms)
+        if txn.opcode == OpCode.CLOSE_SESSION:
+            return self._close_session(ctx)
+        if txn.opcode == OpCode.RECONFIG:
+            return ErrorCode.RECONFIG_DISABLED, None
+        assert txn.request is not None
+        if txn.opcode == OpCode.MULTI:
+            assert isinstance(txn.request, MultiRequest)
+            return self._multi(txn.request, ctx)
+        return self._write(txn.opcode, txn.request, ctx)
+
+    def _write(self, opcode: int, request: Record, ctx: _Context) -> _Outcome:
+        """One write op; on error nothing has changed."""
+        if opcode in _CREATE_OPS:
+            assert isinstance(request, CreateRequest | CreateTTLRequest)
+            return self._create(opcode, request, ctx)
+        if opcode == OpCode.DELETE:
+            assert isinstance(request, DeleteRequest)
+            return self._delete(request, ctx)
+        if opcode == OpCode.SET_DATA:
+            assert isinstance(request, SetDataRequest)
+            return self._set_data(request, ctx)
+        if opcode == OpCode.SET_ACL:
+            assert isinstance(request, SetACLRequest)
+            return self._set_acl(request, ctx)
+        if opcode == OpCode.CHECK:
+            assert isinstance(request, CheckVersionRequest)
+            return self._check(request, ctx)
+        raise AssertionError(f"not a write op: {opcode}")
+
+    def _allowed(self, acl: tuple[ACL, ...], perm: Perm, ctx: _Context) -> bool:
+        return check_acl(acl, perm, ctx.identities, skip_acl=self.skip_acl)
+
+    def _create(
+        self, opcode: int, request: CreateRequest | CreateTTLRequest, ctx: _Context
+    ) -> _Outcome:
+        ttl_ms = request.ttl_ms if isinstance(request, CreateTTLRequest) else -1
+        if request.flags not in _VALID_FLAGS:
+            return ErrorCode.BAD_ARGUMENTS, None
+        mode = CreateMode(request.flags)
+        if mode.is_ttl and not self.extended_types_enabled:
+            return ErrorCode.UNIMPLEMENTED, None
+        if mode.is_ttl:
+            if not TTL_MIN_MS <= ttl_ms <= TTL_MAX_MS:
+                return ErrorCode.BAD_ARGUMENTS, None
+        elif ttl_ms >= 0 or opcode == OpCode.CREATE_TTL:
+            # createTTL with a non-TTL mode and a negative ttl kills Java's server (§24);
+            # it is simply a bad argument.
+            return ErrorCode.BAD_ARGUMENTS, None
+        path = request.path
+        last_slash = path.rfind("/")
+        if last_slash == -1 or "\0" in path:
+            return ErrorCode.BAD_ARGUMENTS, None
+        acl = fix_acl(request.acl, ctx.identities)
+        if acl is None:
+            return ErrorCode.INVALID_ACL, None
+        parent_path = path[:last_slash] if last_slash > 0 else ROOT_PATH
+        parent = self._nodes.get(parent_path)
+        if parent is None:
+            return ErrorCode.NO_NODE, None
+        if not self._allowed(parent.acl, Perm.CREATE, ctx):
+            return ErrorCode.NO_AUTH, None
+        if mode.is_sequential:
+            path += _sequence_suffix(parent.cversion)
+        if not is_valid_path(path):
+            return ErrorCode.BAD_ARGUMENTS, None
+        if path in self._nodes:
+            return ErrorCode.NODE_EXISTS, None
+        if parent.is_ephemeral:
+            return ErrorCode.NO_CHILDREN_FOR_EPHEMERALS, None
+        data_length = 0 if request.data is None else len(request.data)
+        if self._quota_exceeded(path, bytes_delta=data_length, count_delta=1):
+            return ErrorCode.QUOTA_EXCEEDED, None
+        # The opcode, not the flags, makes containers and TTL nodes; create/create2 with
+        # flags 4 make a plain persistent node (§6.2).
+        if opcode == OpCode.CREATE_CONTAINER:
+            owner = CONTAINER_OWNER
+        elif opcode == OpCode.CREATE_TTL:
+            owner = ttl_owner(ttl_ms)
+        elif mode.is_ephemeral:
+            owner = ctx.session_id
+        else:
+            owner = 0
+        znode = Znode(
+            data=request.data, acl=acl, zxid=ctx.zxid, time_ms=ctx.time_ms, ephemeral_owner=owner
+        )
+        self._create_node(path, znode, ctx)
+        if opcode == OpCode.CREATE:
+            return ErrorCode.OK, CreateResponse(path=path)
+        return ErrorCode.OK, Create2Response(path=path, stat=znode.stat())
+
+    def _delete(self, request: DeleteRequest, ctx: _Context) -> _Outcome:
+        path = request.path
+        last_slash = path.rfind("/")
+        if last_slash == -1 or "\0" in path or path in PROTECTED_PATHS:
+            return ErrorCode.BAD_ARGUMENTS, None
+        parent = self._nodes.get(path[:last_slash] if last_slash > 0 else ROOT_PATH)
+        if parent is None:
+            return ErrorCode.NO_NODE, None
+        if not self._allowed(parent.acl, Perm.DELETE, ctx):
+            return ErrorCode.NO_AUTH, None
+        znode = self._nodes.get(path)
+        if znode is None:
+            return ErrorCode.NO_NODE, None
+        if request.version != ANY_VERSION and request.version != znode.version:
+            return ErrorCode.BAD_VERSION, None
+        if znode.children:
+            return ErrorCode.NOT_EMPTY, None
+        self._delete_node(path, ctx)
+        return ErrorCode.OK, None
+
+    def _set_data(self, request: SetDataRequest, ctx: _Context) -> _Outcome:
+        path = request.path
+        if not is_valid_path(path):
+            return ErrorCode.BAD_ARGUMENTS, None
+        znode = self._nodes.get(path)
+        if znode is None:
+            return ErrorCode.NO_NODE, None
+        if not self._allowed(znode.acl, Perm.WRITE, ctx):
+            return ErrorCode.NO_AUTH, None
+        new_length = 0 if request.data is None else len(request.data)
+        if self._quota_exceeded(path, bytes_delta=new_length - znode.data_length, count_delta=0):
+            return ErrorCode.QUOTA_EXCEEDED, None
+        if request.version != ANY_VERSION and request.version != znode.version:
+            return ErrorCode.BAD_VERSION, None
+        old_length = znode.data_length
+        self._write_data(path, znode, request.data, ctx)
+        self._quota_update(path, bytes_delta=new_length - old_length, count_delta=0)
+        self._events.append(TreeEvent(type=EventType.NODE_DATA_CHANGED, path=path, acl=znode.acl))
+        return ErrorCode.OK, StatResponse(stat=znode.stat())
+
+    def _set_acl(self, request: SetACLRequest, ctx: _Context) -> _Outcome:
+        path = request.path
+        if not is_valid_path(path):
+            return ErrorCode.BAD_ARGUMENTS, None
+        acl = fix_acl(request.acl, ctx.identities)
+        if acl is None:
+            return ErrorCode.INVALID_ACL, None
+        znode = self._nodes.get(path)
+        if znode is None:
+            return ErrorCode.NO_NODE, None
+        if not self._allowed(znode.acl, Perm.ADMIN, ctx):
+            return ErrorCode.NO_AUTH, None
+        if request.version != ANY_VERSION and request.version != znode.aversion:
+            return ErrorCode.BAD_VERSION, None
+        self._write_acl(znode, acl)
+        return ErrorCode.OK, StatResponse(stat=znode.stat())
+
+    def _check(self, request: CheckVersionRequest, ctx: _Context) -> _Outcome:
+        path = request.path
+        if not is_valid_path(path):
+            return ErrorCode.BAD_ARGUMENTS, None
+        znode = self._nodes.get(path)
+        if znode is None:
+            return ErrorCode.NO_NODE, None
+        if not self._allowed(znode.acl, Perm.READ, ctx):
+            return ErrorCode.NO_AUTH, None
+        if request.version != ANY_VERSION and request.version != znode.version:
+            return ErrorCode.BAD_VERSION, None
+        return ErrorCode.OK, None
+
+    def _multi(self, request: MultiRequest, ctx: _Context) -> _Outcome:
+        for opcode, op in request.ops:
+            if opcode not in MULTI_WRITE_OPS:
+                return ErrorCode.MARSHALLING_ERROR, None
+            # 3.9: an invalid create flag fails the whole request while decoding.
+            if opcode in _CREATE_OPS:
+                assert isinstance(op, CreateRequest | CreateTTLRequest)
+                if op.flags not in _VALID_FLAGS:
+                    return ErrorCode.MARSHALLING_ERROR, None
+        self._undo_log = []
+        try:
+            results: list[OpResult] = []
+            for index, (opcode, op) in enumerate(request.ops):
+                err, body = self._write(opcode, op, ctx)
+                if err != ErrorCode.OK:
+                    self._rollback()
+                    return ErrorCode.OK, MultiResponse(
+                        results=_failed_results(len(request.ops), index, err)
+                    )
+                results.append(_multi_result(opcode, body))
+        finally:
+            self._undo_log = None
+        return ErrorCode.OK, MultiResponse(results=tuple(results))
+
+    def _rollback(self) -> None:
+        undo_log = self._undo_log
+        assert undo_log is not None
+        for undo in reversed(undo_log):
+            undo()
+        undo_log.clear()
+        self._events.clear()
+
+    def _close_session(self, ctx: _Context) -> _Outcome:
+        if ctx.session_id not in self._sessions:
+            return ErrorCode.SESSION_EXPIRED, None
+        # Sorted so that every replica deletes (and fires events) in the same order.
+        for path in sorted(self._ephemerals.get(ctx.session_id, ())):
+            self._delete_node(path, ctx)
+        del self._sessions[ctx.session_id]
+        assert ctx.session_id not in self._ephemerals
+        return ErrorCode.OK, None
+
+    def _reap(self, txn: ReapTxn, zxid: int) -> _Outcome:
+        """The reaper's internal delete: re-check the candidate, no session or ACL check."""
+        path = txn.path
+        if path in PROTECTED_PATHS or not is_valid_path(path):
+            return ErrorCode.BAD_ARGUMENTS, None
+        znode = self._nodes.get(path)
+        if znode is None:
+            return ErrorCode.NO_NODE, None
+        if znode.children:
+            return ErrorCode.NOT_EMPTY, None
+        if not (znode.is_container or znode.ttl_ms):
+            # An ordinary node (ephemeral or persistent) is never reaped.
+            return ErrorCode.BAD_VERSION, None
+        if not self._is_reap_candidate(znode, txn.time_ms, txn.max_never_used_ms):
+            return ErrorCode.BAD_VERSION, None
+        self._delete_node(path, _Context(0, (), zxid, txn.time_ms))
+        return ErrorCode.OK, None
+
+    # ------------------------------------------------------------------ reads
+
+    def read(
+        self,
+        opcode: int,
+        request: Record | None,
+        identities: tuple[Id, ...],
+        session_id: int,
+    ) -> tuple[ErrorCode, Record | None]:
+        """Answer a read from the current tree. Never mutates; arms no watch."""
+        if opcode == OpCode.MULTI_READ:
+            assert isinstance(request, MultiRequest)
+            return self._multi_read(request, identities)
+        if opcode == OpCode.GET_EPHEMERALS:
+            assert isinstance(request, GetEphemeralsRequest)
+            prefix = request.prefix_path
+            owned = self._ephemerals.get(session_id, ())
+            if prefix in ("", ROOT_PATH) or prefix.strip() == "":
+                matching = sorted(owned)
+            else:
+                matching = sorted(path for path in owned if path.startswith(prefix))
+            return ErrorCode.OK, GetEphemeralsResponse(ephemerals=tuple(matching))
+        assert isinstance(
+            request,
+            ExistsRequest | GetDataRequest | GetACLRequest | GetChildrenRequest | PathRecord,
+        ), (opcode, request)
+        path = request.path
+        if opcode == OpCode.EXISTS and "\0" in path:
+            return ErrorCode.BAD_ARGUMENTS, None
+        znode = self.get(path)
+        if znode is None:
+            return ErrorCode.NO_NODE, None
+        can_read = check_acl(znode.acl, Perm.READ, identities, skip_acl=self.skip_acl)
+        if opcode == OpCode.GET_ACL:
+            can_admin = check_acl(znode.acl, Perm.ADMIN, identities, skip_acl=self.skip_acl)
+            if not (can_read or can_admin):
+                return ErrorCode.NO_AUTH, None
+            acl = znode.acl if can_admin else mask_digests(znode.acl)
+            return ErrorCode.OK, GetACLResponse(acl=acl, stat=znode.stat())
+        if not can_read:
+            return ErrorCode.NO_AUTH, None
+        if opcode == OpCode.EXISTS:
+            return ErrorCode.OK, StatResponse(stat=znode.stat())
+        if opcode == OpCode.GET_DATA:
+            return ErrorCode.OK, GetDataResponse(data=znode.data, stat=znode.stat())
+        if opcode == OpCode.GET_CHILDREN:
+            return ErrorCode.OK, GetChildrenResponse(children=tuple(sorted(znode.children)))
+        if opcode == OpCode.GET_CHILDREN2:
+            return ErrorCode.OK, GetChildren2Response(
+                children=tuple(sorted(znode.children)), stat=znode.stat()
+            )
+        if opcode == OpCode.GET_ALL_CHILDREN_NUMBER:
+            return ErrorCode.OK, GetAllChildrenNumberResponse(
+                total_number=self._descendant_count(path or ROOT_PATH, znode)
+            )
+        raise AssertionError(f"not a read op: {opcode}")
+
+    def _descendant_count(self, path: str, znode: Znode) -> int:
+        if path == ROOT_PATH:
+            return len(self._nodes) - 1
+        count = 0
+        stack = [(path, znode)]
+        while stack:
+            current_path, current = stack.pop()
+            for name in current.children:
+                child_path = current_path + "/" + name
+                stack.append((child_path, self._nodes[child_path]))
+                count += 1
+        return count
+
+    def _multi_read(self, request: MultiRequest, identities: tuple[Id, ...]) -> _Outcome:
+        if any(opcode not in MULTI_READ_OPS for opcode, _ in request.ops):
+            return ErrorCode.MARSHALLING_ERROR, None
+        results = []
+        for opcode, op in request.ops:
+            err, body = self.read(opcode, op, identities, 0)
+            if err == ErrorCode.OK:
+                results.append(OpResult(type=opcode, err=0, body=body))
+            else:
+                results.append(OpResult(type=-1, err=err))
+        return ErrorCode.OK, MultiResponse(results=tuple(results))
+
+
+def _multi_result(opcode: int, body: Record | None) -> OpResult:
+    """A successful op's entry in a MultiResponse (3.9: create2 answers type 15)."""
+    if opcode == OpCode.CREATE:
+        return OpResult(type=OpCode.CREATE, body=body)
+    if opcode in _CREATE_OPS:
+        return OpResult(type=OpCode.CREATE2, body=body)
+    if opcode == OpCode.SET_DATA:
+        return OpResult(type=OpCode.SET_DATA, body=body)
+    assert body is None, (opcode, body)
+    return OpResult(type=opcode)
+
+
+def _failed_results(count: int, failed_index: int, err: ErrorCode) -> tuple[OpResult, ...]:
+    """Ops before the failure OK, the failing one its code, later ones RUNTIMEINCONSISTENCY."""
+    results = []
+    for index in range(count):
+        if index < failed_index:
+            code = ErrorCode.OK
+        elif index == failed_index:
+            code = err
+        else:
+            code = ErrorCode.RUNTIME_INCONSISTENCY
+        results.append(OpResult(type=-1, err=int(code)))
+    return tuple(results)

@@ -1,0 +1,184 @@
+"""Txns: the payloads of NORMAL log entries, and their byte encoding.
+
+Rules:
+* A client write enters the log as the request itself (`ClientTxn`), validated and
+  executed at apply time by `DataTree.apply`; so every write, failed or not, consumes
+  one zxid, and every replica computes the same answer.
+* Anything that is not a pure function of (tree, entry) is decided by the leader and
+  written here: session ids/passwords/timeouts, expiry, reaping, and every timestamp.
+* Encoding is jute: an int kind first, then the fields in declaration order. Decoding
+  is exact (`decode_txn(encode_txn(t)) == t`); bad bytes raise DecodeError.
+* Nothing here knows about the tree's state, sockets or the clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from corral.limits import AUTH_IDS_PER_CONNECTION_MAX, PASSWORD_SIZE
+from corral.protocol.constants import OpCode
+from corral.protocol.errors import DecodeError, LocalProtocolError
+from corral.protocol.jute import Reader, Writer
+from corral.protocol.records import REQUEST_RECORDS, Id, Record
+
+# Opcodes a ClientTxn may carry: the writes that go through the log.
+CLIENT_TXN_OPS: frozenset[int] = frozenset(
+    {
+        OpCode.CREATE,
+        OpCode.CREATE2,
+        OpCode.CREATE_CONTAINER,
+        OpCode.CREATE_TTL,
+        OpCode.DELETE,
+        OpCode.SET_DATA,
+        OpCode.SET_ACL,
+        OpCode.MULTI,
+        OpCode.RECONFIG,
+        OpCode.CLOSE_SESSION,
+    }
+)
+
+
+class TxnKind(enum.IntEnum):
+    CLIENT = 1
+    CREATE_SESSION = 2
+    CLOSE_SESSION = 3
+    REAP = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientTxn:
+    """A client write with the context it needs at apply time."""
+
+    session_id: int
+    opcode: int
+    request: Record | None  # None only for CLOSE_SESSION
+    identities: tuple[Id, ...]  # the connection's auth ids when the request was read
+    time_ms: int  # the leader's wall clock: ctime/mtime of what this txn touches
+
+    def __post_init__(self) -> None:
+        if self.opcode not in CLIENT_TXN_OPS:
+            raise LocalProtocolError(f"opcode {self.opcode} is not a logged write")
+        record_type = REQUEST_RECORDS[self.opcode]
+        if record_type is None:
+            if self.request is not None:
+                raise LocalProtocolError(f"opcode {self.opcode} takes no request")
+        elif not isinstance(self.request, record_type):
+            raise LocalProtocolError(
+                f"opcode {self.opcode} needs {record_type.__name__}, got {self.request!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateSessionTxn:
+    session_id: int
+    password: bytes
+    timeout_ms: int  # negotiated
+    time_ms: int
+
+    def __post_init__(self) -> None:
+        if len(self.password) != PASSWORD_SIZE:
+            raise LocalProtocolError(f"password must be {PASSWORD_SIZE} bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseSessionTxn:
+    """Session expiry decided by the leader (an explicit close is a ClientTxn)."""
+
+    session_id: int
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReapTxn:
+    """Container/TTL reaper: delete `path` if it is still a candidate at `time_ms`.
+
+    `max_never_used_ms` carries the reaper's setting so that the re-check at apply time
+    accepts the never-used containers it chose (0 = never reap those, ZooKeeper 3.9).
+    """
+
+    path: str
+    time_ms: int
+    max_never_used_ms: int = 0
+
+
+Txn = ClientTxn | CreateSessionTxn | CloseSessionTxn | ReapTxn
+
+
+def encode_txn(txn: Txn) -> bytes:
+    w = Writer()
+    match txn:
+        case ClientTxn():
+            w.int32(TxnKind.CLIENT)
+            w.int64(txn.session_id)
+            w.int32(txn.opcode)
+            w.int32(len(txn.identities))
+            for identity in txn.identities:
+                identity.encode(w)
+            w.int64(txn.time_ms)
+            if txn.request is not None:
+                txn.request.encode(w)
+        case CreateSessionTxn():
+            w.int32(TxnKind.CREATE_SESSION)
+            w.int64(txn.session_id)
+            w.buffer(txn.password)
+            w.int32(txn.timeout_ms)
+            w.int64(txn.time_ms)
+        case CloseSessionTxn():
+            w.int32(TxnKind.CLOSE_SESSION)
+            w.int64(txn.session_id)
+            w.int64(txn.time_ms)
+        case ReapTxn():
+            w.int32(TxnKind.REAP)
+            w.ustring(txn.path)
+            w.int64(txn.time_ms)
+            w.int64(txn.max_never_used_ms)
+    return w.getvalue()
+
+
+def decode_txn(data: bytes) -> Txn:
+    r = Reader(data)
+    kind = r.int32()
+    txn: Txn
+    try:
+        if kind == TxnKind.CLIENT:
+            session_id = r.int64()
+            opcode = r.int32()
+            if opcode not in CLIENT_TXN_OPS:
+                raise DecodeError(f"opcode {opcode} is not a logged write")
+            count = r.count()
+            if count > AUTH_IDS_PER_CONNECTION_MAX:
+                raise DecodeError(f"{count} identities, max {AUTH_IDS_PER_CONNECTION_MAX}")
+            identities = tuple(Id.decode(r) for _ in range(count))
+            time_ms = r.int64()
+            record_type = REQUEST_RECORDS[opcode]
+            request = None if record_type is None else record_type.decode(r)
+            txn = ClientTxn(
+                session_id=session_id,
+                opcode=opcode,
+                request=request,
+                identities=identities,
+                time_ms=time_ms,
+            )
+        elif kind == TxnKind.CREATE_SESSION:
+            session_id = r.int64()
+            password = r.buffer()
+            if password is None:
+                raise DecodeError("null session password")
+            txn = CreateSessionTxn(
+                session_id=session_id, password=password, timeout_ms=r.int32(), time_ms=r.int64()
+            )
+        elif kind == TxnKind.CLOSE_SESSION:
+            txn = CloseSessionTxn(session_id=r.int64(), time_ms=r.int64())
+        elif kind == TxnKind.REAP:
+            path = r.ustring()
+            if path is None:
+                raise DecodeError("null reap path")
+            txn = ReapTxn(path=path, time_ms=r.int64(), max_never_used_ms=r.int64())
+        else:
+            raise DecodeError(f"unknown txn kind {kind}")
+    except LocalProtocolError as e:
+        raise DecodeError(str(e)) from e
+    if r.remaining != 0:
+        raise DecodeError(f"{r.remaining} trailing bytes after txn kind {kind}")
+    return txn

@@ -1,0 +1,144 @@
+"""One znode as the tree stores it, and the client-visible Stat derived from it.
+
+Rules (server-semantics §1, §3, §12.1):
+* `cversion` here is the *persisted* counter: child creations only, never decremented.
+  Clients see `2 * cversion - num_children` (int32), which is why fresh built-in nodes
+  show negative values.
+* `ephemeral_owner` is the internal encoding: a session id, 0 (persistent),
+  CONTAINER_OWNER, or TTL_OWNER_BASE | ttl_ms. Clients see 0 for containers and TTL nodes.
+* `data` may be None (null), distinct from b"" (empty); `data_length` is 0 for both.
+* Version counters are int32 and wrap (3.9: +1 may produce -1); see `int32_increment`.
+* A Znode is mutable and owned by the DataTree; nobody else mutates it.
+"""
+
+from __future__ import annotations
+
+from corral.protocol.records import ACL, Stat
+
+CONTAINER_OWNER = -(2**63)  # 0x8000000000000000 as a signed long
+TTL_OWNER_BASE = -(2**56)  # 0xFF00000000000000 as a signed long
+TTL_OWNER_MASK = 0xFF_FFFF_FFFF  # the low 40 bits hold the TTL in ms
+_TTL_OWNER_HIGH_MASK = ~TTL_OWNER_MASK  # top 24 bits: 0xFF0000
+
+
+def int32(value: int) -> int:
+    """`value` wrapped to a signed 32-bit int, as Java int arithmetic does."""
+    return ((value + 2**31) % 2**32) - 2**31
+
+
+def int32_increment(value: int) -> int:
+    return int32(value + 1)
+
+
+def ttl_owner(ttl_ms: int) -> int:
+    assert 1 <= ttl_ms <= TTL_OWNER_MASK, ttl_ms
+    return TTL_OWNER_BASE | ttl_ms
+
+
+def is_container_owner(owner: int) -> bool:
+    return owner == CONTAINER_OWNER
+
+
+def ttl_of_owner(owner: int) -> int:
+    """The TTL in ms of a TTL node's owner encoding, or 0 if `owner` is not one."""
+    if owner & _TTL_OWNER_HIGH_MASK == TTL_OWNER_BASE:
+        return owner & TTL_OWNER_MASK
+    return 0
+
+
+class Znode:
+    """A znode's stored state. Children are names (not paths); order is not kept."""
+
+    __slots__ = (
+        "acl",
+        "aversion",
+        "children",
+        "ctime_ms",
+        "cversion",
+        "czxid",
+        "data",
+        "ephemeral_owner",
+        "mtime_ms",
+        "mzxid",
+        "pzxid",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        data: bytes | None,
+        acl: tuple[ACL, ...],
+        zxid: int,
+        time_ms: int,
+        ephemeral_owner: int = 0,
+    ) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = zxid
+        self.mzxid = zxid
+        self.pzxid = zxid
+        self.ctime_ms = time_ms
+        self.mtime_ms = time_ms
+        self.version = 0
+        self.cversion = 0
+        self.aversion = 0
+        self.ephemeral_owner = ephemeral_owner
+        self.children: set[str] = set()
+
+    def copy(self) -> Znode:
+        twin = Znode(data=self.data, acl=self.acl, zxid=self.czxid, time_ms=self.ctime_ms)
+        twin.mzxid = self.mzxid
+        twin.pzxid = self.pzxid
+        twin.mtime_ms = self.mtime_ms
+        twin.version = self.version
+        twin.cversion = self.cversion
+        twin.aversion = self.aversion
+        twin.ephemeral_owner = self.ephemeral_owner
+        twin.children = set(self.children)
+        return twin
+
+    @property
+    def data_length(self) -> int:
+        return 0 if self.data is None else len(self.data)
+
+    @property
+    def num_children(self) -> int:
+        return len(self.children)
+
+    @property
+    def is_container(self) -> bool:
+        return is_container_owner(self.ephemeral_owner)
+
+    @property
+    def ttl_ms(self) -> int:
+        """The node's TTL, 0 unless it is a TTL node."""
+        return ttl_of_owner(self.ephemeral_owner)
+
+    @property
+    def is_ephemeral(self) -> bool:
+        """An ordinary ephemeral: owned by a session (not a container or TTL marker)."""
+        owner = self.ephemeral_owner
+        return owner != 0 and not is_container_owner(owner) and ttl_of_owner(owner) == 0
+
+    @property
+    def visible_owner(self) -> int:
+        return self.ephemeral_owner if self.is_ephemeral else 0
+
+    def stat(self) -> Stat:
+        return Stat(
+            czxid=self.czxid,
+            mzxid=self.mzxid,
+            ctime_ms=self.ctime_ms,
+            mtime_ms=self.mtime_ms,
+            version=self.version,
+            cversion=int32(2 * self.cversion - len(self.children)),
+            aversion=self.aversion,
+            ephemeral_owner=self.visible_owner,
+            data_length=self.data_length,
+            num_children=len(self.children),
+            pzxid=self.pzxid,
+        )
+
+    def __repr__(self) -> str:
+        return f"Znode({self.stat()}, children={sorted(self.children)})"
