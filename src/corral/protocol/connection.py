@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from corral.limits import FRAME_SIZE_HARD_MAX, FRAME_SIZE_MAX
 from corral.protocol.constants import (
     FOUR_LETTER_WORDS,
+    MULTI_READ_OPS,
+    MULTI_WRITE_OPS,
     TELNET_INTERRUPT,
     ErrorCode,
     OpCode,
@@ -40,6 +42,7 @@ from corral.protocol.records import (
     RESPONSE_RECORDS,
     ConnectRequest,
     ConnectResponse,
+    MultiRequest,
     Record,
     ReplyHeader,
     RequestHeader,
@@ -134,7 +137,8 @@ class ServerConnection:
         if head is None:
             return NEED_DATA
         (code,) = _INT.unpack(head)
-        if code == TELNET_INTERRUPT:
+        # The interrupt is defined as an unsigned word; the length prefix reads signed.
+        if code == TELNET_INTERRUPT - 2**32:
             self._state = _ServerState.DONE
             return FourLetterWord(word="")
         word = _FOUR_LETTER_CODES.get(code)
@@ -191,6 +195,19 @@ class ServerConnection:
                 close=False,
                 reason=str(e),
             )
+        if isinstance(request, MultiRequest):
+            # multi takes only write ops and multiRead only read ops; ZooKeeper fails
+            # the whole request with MARSHALLINGERROR otherwise (server-semantics 7.1).
+            allowed = MULTI_WRITE_OPS if header.opcode == OpCode.MULTI else MULTI_READ_OPS
+            for opcode, _ in request.ops:
+                if opcode not in allowed:
+                    return BadRequest(
+                        xid=header.xid,
+                        opcode=header.opcode,
+                        err=ErrorCode.MARSHALLING_ERROR,
+                        close=False,
+                        reason=f"opcode {opcode} is not allowed in opcode {header.opcode}",
+                    )
         return Request(xid=header.xid, opcode=header.opcode, request=request, size=len(payload))
 
 
@@ -281,8 +298,9 @@ class ClientConnection:
             return PEER_CLOSED if self._peer_closed else NEED_DATA
         reader = Reader(payload)
         if not self._connected:
+            response = ConnectResponse.decode(reader)
             self._connected = True
-            return Connected(response=ConnectResponse.decode(reader))
+            return Connected(response=response)
         header = ReplyHeader.decode(reader)
         if header.xid == SpecialXid.NOTIFICATION:
             return Notification(zxid=header.zxid, event=WatcherEvent.decode(reader))

@@ -74,13 +74,10 @@ class Reader:
             return None
         if raw.isascii():
             return raw.decode("ascii")
-        # Java writes CESU-8 for supplementary characters; "surrogatepass" keeps those
-        # as lone surrogates, which path validation then rejects as ZooKeeper does.
-        # Invalid UTF-8 becomes U+FFFD, as in Java's decoder.
         try:
-            return raw.decode("utf-8", errors="surrogatepass")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
-            return raw.decode("utf-8", errors="replace")
+            return _decode_lenient(raw)
 
     def raw(self, size: int) -> bytes:
         self._need(size)
@@ -109,6 +106,22 @@ class Reader:
     def expect_end(self) -> None:
         # ZooKeeper ignores trailing bytes in a request; so do we. Kept as a named hook.
         return None
+
+
+def _decode_lenient(raw: bytes) -> str:
+    """Text from bytes that are not strict UTF-8; the result never holds a surrogate.
+
+    Java's writer encodes a supplementary character as two 3-byte surrogate halves
+    (CESU-8): those are paired back into the one character, which path validation then
+    rejects as ZooKeeper does. Any other invalid byte, and a lone surrogate half, become
+    U+FFFD, as in Java's decoder. A str with surrogates would be a trap for every later
+    `.encode()` (storage, logs), so none escapes this module.
+    """
+    try:
+        text = raw.decode("utf-8", errors="surrogatepass")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace")
+    return text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
 
 
 class Writer:
