@@ -128,7 +128,7 @@ class _Driver:
             assert self.lost == set()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, print_blob=True)
 @given(
     seed=st.integers(min_value=0, max_value=2**32 - 1),
     election_ticks=st.integers(min_value=2, max_value=5),
@@ -143,7 +143,7 @@ def test_every_proposal_is_applied_once_in_order(
     driver.finish()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, print_blob=True)
 @given(
     seed=st.integers(min_value=0, max_value=2**32 - 1),
     operations=st.lists(st.sampled_from([op for op in _OPERATIONS if op != "crash"]), max_size=80),

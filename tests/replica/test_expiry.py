@@ -101,7 +101,7 @@ _operations = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, print_blob=True)
 @given(tick_ms=st.integers(min_value=1, max_value=2_000), operations=_operations)
 def test_tracker_matches_a_dictionary_model(
     tick_ms: int, operations: list[tuple[str, int, int, int]]

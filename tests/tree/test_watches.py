@@ -359,7 +359,7 @@ _actions = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, print_blob=True)
 @given(actions=_actions)
 def test_table_matches_a_naive_model(actions: list[tuple]) -> None:  # type: ignore[type-arg]
     table = WatchTable()
