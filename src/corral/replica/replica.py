@@ -1,0 +1,811 @@
+"""One server's brain, sans-IO: client requests, ticks and persistence in; Outboxes out.
+
+Rules:
+* No IO, no clock, no global random: `now_ms` (monotonic) and `wall_ms` (epoch) are
+  arguments, session passwords come from the injected `random_bytes`.
+* Every write (failed or not) becomes a log entry through the consensus core and is
+  executed by the deterministic `DataTree.apply` when committed; only the replica that
+  holds the client's connection replies. There is no second write path: standalone is
+  a cluster of one.
+* Per-connection FIFO: replies leave in the order requests arrived. Reads queued behind
+  a write are evaluated only when that write has been applied (so a read sees the
+  session's earlier writes). Watch notifications caused by an applied write are queued
+  before that write's reply.
+* Decisions that are not a pure function of (tree, entry) — session ids, passwords,
+  timestamps, expiry, reaping — are made here (on the leader) and written into the log.
+
+What it must not know: sockets, files, the asyncio loop, the four-letter word formats.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from corral import limits
+from corral.consensus.log_storage import LogStorage
+from corral.consensus.raft import Raft
+from corral.consensus.types import Entry, EntryKind, Ready, Role
+from corral.protocol.connection import (
+    BadRequest,
+    Request,
+    encode_connect_response,
+    encode_notification,
+    encode_reply,
+)
+from corral.protocol.constants import (
+    WRITE_OPS,
+    AddWatchMode,
+    ErrorCode,
+    EventType,
+    KeeperState,
+    OpCode,
+    Perm,
+    SpecialXid,
+    WatcherType,
+)
+from corral.protocol.records import (
+    AddWatchRequest,
+    AuthPacket,
+    ConnectRequest,
+    ConnectResponse,
+    ErrorResponse,
+    ExistsRequest,
+    GetChildrenRequest,
+    GetDataRequest,
+    Id,
+    PathRecord,
+    Record,
+    SaslToken,
+    SetWatches,
+    SetWatches2,
+    WatcherEvent,
+    WatchesRequest,
+    WhoAmIResponse,
+)
+from corral.replica.expiry import ExpiryTracker
+from corral.replica.outbox import Outbox, Persist
+from corral.tree.acl import authenticate, check_acl, who_am_i
+from corral.tree.tree import DataTree, TreeEvent
+from corral.tree.txn import (
+    ClientTxn,
+    CloseSessionTxn,
+    CreateSessionTxn,
+    ReapTxn,
+    Txn,
+    decode_txn,
+    encode_txn,
+)
+from corral.tree.watches import WatchKind, WatchTable
+
+_INVALID_PASSWORD = bytes(limits.PASSWORD_SIZE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaConfig:
+    replica_id: int = 1
+    tick_time_ms: int = limits.TICK_TIME_DEFAULT_MS
+    min_session_timeout_ms: int = 0  # 0: 2 x tick_time_ms
+    max_session_timeout_ms: int = 0  # 0: 20 x tick_time_ms
+    max_client_cnxns: int = limits.MAX_CLIENT_CNXNS_DEFAULT  # per address; 0 = unlimited
+    extended_types_enabled: bool = False
+    skip_acl: bool = False
+    enforce_quota: bool = False
+    super_digest: str | None = None
+    container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_DEFAULT_MS
+    container_max_per_minute: int = limits.CONTAINER_DELETES_PER_MINUTE_MAX
+    container_max_never_used_ms: int = 0
+    handshake_timeout_ms: int = limits.HANDSHAKE_TIMEOUT_MS
+
+    @property
+    def session_timeout_min_ms(self) -> int:
+        return self.min_session_timeout_ms or 2 * self.tick_time_ms
+
+    @property
+    def session_timeout_max_ms(self) -> int:
+        return self.max_session_timeout_ms or 20 * self.tick_time_ms
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replica_id <= 254:
+            raise ValueError(f"replica id {self.replica_id} outside 1..254")
+        if self.tick_time_ms <= 0:
+            raise ValueError("tickTime must be positive")
+        if self.session_timeout_min_ms > self.session_timeout_max_ms:
+            raise ValueError("minSessionTimeout must not exceed maxSessionTimeout")
+
+
+class _Phase(enum.Enum):
+    """Where a queued request stands."""
+
+    PROPOSED = "proposed"  # a write (or new session) waiting for its entry to apply
+    DEFERRED = "deferred"  # a read-like request, evaluated when it reaches the head
+    DONE = "done"  # its frames are ready to go
+
+
+@dataclass(slots=True, kw_only=True)
+class _Pending:
+    xid: int
+    opcode: int
+    request: Record | None
+    received_ms: int
+    phase: _Phase
+    frames: list[bytes] = field(default_factory=list)
+    close_after: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class ConnectionInfo:
+    """What the replica knows about one client connection (also shown by `cons`)."""
+
+    connection_id: int
+    address: str
+    port: int
+    opened_ms: int
+    identities: list[Id]
+    session_id: int = 0
+    timeout_ms: int = 0
+    handshake_done: bool = False
+    read_only_byte: bool | None = None
+    closing: bool = False
+    queue: deque[_Pending] = field(default_factory=deque)
+    packets_received: int = 0
+    packets_sent: int = 0
+    last_opcode: int | None = None
+    last_xid: int = 0
+    last_zxid: int = 0
+    last_response_ms: int = 0
+    last_latency_ms: int = 0
+    latency_min_ms: int = 0
+    latency_max_ms: int = 0
+    latency_total_ms: int = 0
+    latency_count: int = 0
+    established_ms: int = 0
+
+
+@dataclass(slots=True)
+class ServerStats:
+    packets_received: int = 0
+    packets_sent: int = 0
+    latency_min_ms: int = 0
+    latency_max_ms: int = 0
+    latency_total_ms: int = 0
+    latency_count: int = 0
+    auth_failed_count: int = 0
+    last_response_size: int = 0
+    min_response_size: int = 0
+    max_response_size: int = 0
+
+    def record_latency(self, latency_ms: int) -> None:
+        if self.latency_count == 0:
+            self.latency_min_ms = self.latency_max_ms = latency_ms
+        else:
+            self.latency_min_ms = min(self.latency_min_ms, latency_ms)
+            self.latency_max_ms = max(self.latency_max_ms, latency_ms)
+        self.latency_total_ms += latency_ms
+        self.latency_count += 1
+
+    def record_response(self, size: int) -> None:
+        self.packets_sent += 1
+        self.last_response_size = size
+        if self.min_response_size == 0 or size < self.min_response_size:
+            self.min_response_size = size
+        self.max_response_size = max(self.max_response_size, size)
+
+    def reset(self) -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            setattr(self, name, 0)
+
+
+class Replica:
+    """A corral server minus its IO. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        config: ReplicaConfig,
+        storage: LogStorage,
+        tree: DataTree,
+        random_bytes: Callable[[int], bytes],
+        rng_seed: int,
+        now_ms: int,
+        wall_ms: int,
+    ) -> None:
+        self.config = config
+        self.tree = tree
+        self.watches = WatchTable()
+        self.stats = ServerStats()
+        self.connections: dict[int, ConnectionInfo] = {}
+        self._random_bytes = random_bytes
+        self._expiry = ExpiryTracker(config.tick_time_ms)
+        self._raft = Raft(
+            replica_id=config.replica_id,
+            voters=(config.replica_id,),
+            storage=storage,
+            rng=random.Random(rng_seed),
+            applied=tree.last_zxid,
+        )
+        self._raft.campaign()
+        # Session ids: replica id in the top byte, a millisecond clock in bits 16..55 so
+        # ids stay unique across restarts, a counter in the low bits.
+        self._next_session_id = (config.replica_id << 56) | (
+            (wall_ms << 16) & 0x00FF_FFFF_FFFF_0000
+        )
+        self._session_owner: dict[int, int] = {}  # session id -> connection id
+        self._closing_sessions: set[int] = set()
+        self._proposals: dict[int, tuple[int, _Pending]] = {}  # index -> (connection, pending)
+        self._persist_in_flight: tuple[int, Ready] | None = None
+        self._persist_token = 0
+        self._pending_reaps: set[str] = set()
+        self._next_reap_ms = now_ms + config.container_check_interval_ms
+        self._next_raft_tick_ms = now_ms + config.tick_time_ms
+        # Sessions restored from a snapshot get a fresh full timeout to come back.
+        for session in tree.sessions.values():
+            self._expiry.touch(session.session_id, session.timeout_ms, now_ms)
+        self._now_ms = now_ms
+        self._wall_ms = wall_ms
+        out = Outbox()
+        self._pump(out)
+        self._startup_outbox = out
+
+    # ------------------------------------------------------------------ public inputs
+
+    def take_startup_outbox(self) -> Outbox:
+        """What the replica needs done before serving (e.g. persist its first term)."""
+        out, self._startup_outbox = self._startup_outbox, Outbox()
+        return out
+
+    @property
+    def last_zxid(self) -> int:
+        return self.tree.last_zxid
+
+    @property
+    def is_leader(self) -> bool:
+        return self._raft.role is Role.LEADER
+
+    @property
+    def outstanding_requests(self) -> int:
+        return sum(len(c.queue) for c in self.connections.values())
+
+    def on_connection_opened(
+        self, connection_id: int, address: str, port: int, now_ms: int
+    ) -> Outbox:
+        out = Outbox()
+        assert connection_id not in self.connections, connection_id
+        limit = self.config.max_client_cnxns
+        if limit > 0:
+            same = sum(1 for c in self.connections.values() if c.address == address)
+            if same >= limit:
+                out.close.append(connection_id)
+                return out
+        self.connections[connection_id] = ConnectionInfo(
+            connection_id=connection_id,
+            address=address,
+            port=port,
+            opened_ms=now_ms,
+            identities=[Id(scheme="ip", id=address)],
+        )
+        return out
+
+    def on_connection_closed(self, connection_id: int) -> Outbox:
+        """The peer went away (or the driver closed it). The session lives on until expiry."""
+        connection = self.connections.pop(connection_id, None)
+        if connection is None:
+            return Outbox()
+        self.watches.drop_connection(connection_id)
+        if self._session_owner.get(connection.session_id) == connection_id:
+            del self._session_owner[connection.session_id]
+        # Proposals already in the log still apply; their replies have nowhere to go.
+        return Outbox()
+
+    def on_connect(
+        self, connection_id: int, request: ConnectRequest, now_ms: int, wall_ms: int
+    ) -> Outbox:
+        out = Outbox()
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return out
+        self._now_ms, self._wall_ms = now_ms, wall_ms
+        connection.read_only_byte = request.read_only
+        if request.last_zxid_seen > self.last_zxid:
+            # The client has seen a newer state than ours: it must try another server.
+            self._close(connection, out)
+            return out
+        timeout_ms = min(
+            max(request.timeout_ms, self.config.session_timeout_min_ms),
+            self.config.session_timeout_max_ms,
+        )
+        connection.timeout_ms = timeout_ms
+        if request.session_id == 0:
+            session_id = self._new_session_id()
+            password = self._random_bytes(limits.PASSWORD_SIZE)
+            pending = _Pending(
+                xid=0,
+                opcode=OpCode.CREATE_SESSION,
+                request=None,
+                received_ms=now_ms,
+                phase=_Phase.PROPOSED,
+            )
+            connection.queue.append(pending)
+            connection.session_id = session_id
+            self._session_owner[session_id] = connection_id
+            self._expiry.touch(session_id, timeout_ms, now_ms)
+            txn = CreateSessionTxn(
+                session_id=session_id, password=password, timeout_ms=timeout_ms, time_ms=wall_ms
+            )
+            self._propose(connection, pending, txn, out)
+            self._pump(out)
+            return out
+        session = self.tree.sessions.get(request.session_id)
+        previous_owner = self._session_owner.get(request.session_id)
+        if previous_owner is not None and previous_owner != connection_id:
+            previous = self.connections.get(previous_owner)
+            if previous is not None:
+                self._close(previous, out)
+        alive = (
+            session is not None
+            and request.session_id not in self._closing_sessions
+            and session.password == request.password
+        )
+        if not alive:
+            frame = encode_connect_response(
+                ConnectResponse(
+                    protocol_version=0,
+                    timeout_ms=0,
+                    session_id=0,
+                    password=_INVALID_PASSWORD,
+                    read_only=False if request.read_only is not None else None,
+                )
+            )
+            out.reply.append((connection_id, frame))
+            self._close(connection, out)
+            return out
+        assert session is not None
+        connection.session_id = session.session_id
+        connection.handshake_done = True
+        connection.established_ms = now_ms
+        self._session_owner[session.session_id] = connection_id
+        self._expiry.touch(session.session_id, timeout_ms, now_ms)
+        frame = encode_connect_response(
+            ConnectResponse(
+                protocol_version=0,
+                timeout_ms=timeout_ms,
+                session_id=session.session_id,
+                password=session.password,
+                read_only=False if request.read_only is not None else None,
+            )
+        )
+        out.reply.append((connection_id, frame))
+        return out
+
+    def on_request(self, connection_id: int, event: Request, now_ms: int, wall_ms: int) -> Outbox:
+        out = Outbox()
+        connection = self.connections.get(connection_id)
+        if connection is None or connection.closing:
+            return out
+        self._now_ms, self._wall_ms = now_ms, wall_ms
+        self.stats.packets_received += 1
+        connection.packets_received += 1
+        if len(connection.queue) >= limits.PENDING_REQUESTS_PER_CONNECTION_MAX:
+            self._close(connection, out)
+            return out
+        session_id = connection.session_id
+        if session_id and session_id not in self._closing_sessions:
+            self._expiry.touch(session_id, connection.timeout_ms, now_ms)
+        opcode = event.opcode
+        pending = _Pending(
+            xid=event.xid,
+            opcode=opcode,
+            request=event.request,
+            received_ms=now_ms,
+            phase=_Phase.DEFERRED,
+        )
+        connection.queue.append(pending)
+        if opcode == OpCode.DELETE_CONTAINER:
+            # Internal to the reaper; ZooKeeper 3.9 would run it without any check.
+            self._finish(pending, ErrorCode.UNIMPLEMENTED, None, zxid=-1, close=True)
+        elif session_id in self._closing_sessions:
+            self._finish(pending, ErrorCode.SESSION_EXPIRED, None)
+        elif opcode in WRITE_OPS:
+            pending.phase = _Phase.PROPOSED
+            identities = tuple(connection.identities)
+            txn = ClientTxn(
+                session_id=session_id,
+                opcode=opcode,
+                request=event.request,
+                identities=identities,
+                time_ms=wall_ms,
+            )
+            if opcode == OpCode.CLOSE_SESSION:
+                self._closing_sessions.add(session_id)
+            self._propose(connection, pending, txn, out)
+        self._drain(connection, out)
+        self._pump(out)
+        return out
+
+    def on_bad_request(self, connection_id: int, event: BadRequest, now_ms: int) -> Outbox:
+        out = Outbox()
+        connection = self.connections.get(connection_id)
+        if connection is None or connection.closing:
+            return out
+        self.stats.packets_received += 1
+        connection.packets_received += 1
+        pending = _Pending(
+            xid=event.xid,
+            opcode=event.opcode,
+            request=None,
+            received_ms=now_ms,
+            phase=_Phase.DEFERRED,
+        )
+        connection.queue.append(pending)
+        zxid = -1 if event.err == ErrorCode.UNIMPLEMENTED else None
+        self._finish(pending, event.err, None, zxid=zxid, close=event.close)
+        self._drain(connection, out)
+        return out
+
+    def on_persisted(self, token: int, now_ms: int, wall_ms: int) -> Outbox:
+        out = Outbox()
+        assert self._persist_in_flight is not None, token
+        expected, ready = self._persist_in_flight
+        assert token == expected, (token, expected)
+        self._now_ms, self._wall_ms = now_ms, wall_ms
+        self._persist_in_flight = None
+        self._raft.advance(ready)
+        self._pump(out)
+        return out
+
+    def on_tick(self, now_ms: int, wall_ms: int) -> Outbox:
+        out = Outbox()
+        self._now_ms, self._wall_ms = now_ms, wall_ms
+        while now_ms >= self._next_raft_tick_ms:
+            self._raft.tick()
+            self._next_raft_tick_ms += self.config.tick_time_ms
+        # Connections that never completed a handshake.
+        for connection in list(self.connections.values()):
+            if (
+                not connection.handshake_done
+                and not connection.queue
+                and now_ms - connection.opened_ms >= self.config.handshake_timeout_ms
+            ):
+                self._close(connection, out)
+        if self._raft.role is Role.LEADER:
+            for session_id in self._expiry.expired(now_ms):
+                if session_id in self._closing_sessions or session_id not in self.tree.sessions:
+                    continue
+                self._closing_sessions.add(session_id)
+                self._propose(
+                    None, None, CloseSessionTxn(session_id=session_id, time_ms=wall_ms), out
+                )
+            if now_ms >= self._next_reap_ms:
+                self._next_reap_ms = now_ms + self.config.container_check_interval_ms
+                self._reap(wall_ms, out)
+        self._pump(out)
+        return out
+
+    def next_timer_ms(self) -> int:
+        """The next monotonic instant at which `on_tick` has something to do."""
+        candidates = [self._next_raft_tick_ms, self._next_reap_ms]
+        deadline = self._expiry.next_deadline_ms()
+        if deadline is not None:
+            candidates.append(deadline)
+        return min(candidates)
+
+    # ------------------------------------------------------------------ consensus plumbing
+
+    def _propose(
+        self, connection: ConnectionInfo | None, pending: _Pending | None, txn: Txn, out: Outbox
+    ) -> None:
+        index = self._raft.propose(encode_txn(txn))
+        if index is None:
+            # Not the leader: a later issue forwards writes; standalone is always leader.
+            if connection is not None:
+                self._close(connection, out)
+            return
+        if connection is not None and pending is not None:
+            self._proposals[index] = (connection.connection_id, pending)
+
+    def _pump(self, out: Outbox) -> None:
+        """Move Ready batches out of the consensus core until one needs persisting."""
+        while self._persist_in_flight is None and self._raft.has_ready():
+            ready = self._raft.ready()
+            for entry in ready.committed_entries:
+                self._apply(entry, out)
+            if ready.entries or ready.hard_state is not None:
+                self._persist_token += 1
+                assert out.persist is None
+                out.persist = Persist(
+                    token=self._persist_token,
+                    entries=ready.entries,
+                    hard_state=ready.hard_state,
+                    must_sync=ready.must_sync,
+                )
+                out.send.extend(ready.messages)
+                self._persist_in_flight = (self._persist_token, ready)
+                return
+            out.send.extend(ready.messages)
+            self._raft.advance(ready)
+
+    def _apply(self, entry: Entry, out: Outbox) -> None:
+        origin = self._proposals.pop(entry.index, None)
+        if entry.kind != EntryKind.NORMAL:
+            return
+        txn = decode_txn(entry.data)
+        result = self.tree.apply(txn, entry.index)
+        zxid = entry.index
+        for event in result.events:
+            self._notify(event, zxid, out)
+        if isinstance(txn, CreateSessionTxn):
+            self._session_created(txn, origin, out)
+            return
+        if isinstance(txn, CloseSessionTxn) or (
+            isinstance(txn, ClientTxn) and txn.opcode == OpCode.CLOSE_SESSION
+        ):
+            self._session_closed(txn.session_id, origin, zxid, out)
+            return
+        if isinstance(txn, ReapTxn):
+            self._pending_reaps.discard(txn.path)
+        if origin is None:
+            return
+        connection_id, pending = origin
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return
+        self._finish(pending, result.err, result.body, zxid=zxid)
+        self._drain(connection, out)
+
+    def _session_created(
+        self, txn: CreateSessionTxn, origin: tuple[int, _Pending] | None, out: Outbox
+    ) -> None:
+        if origin is None:
+            return
+        connection_id, pending = origin
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return
+        connection.handshake_done = True
+        connection.established_ms = self._now_ms
+        pending.frames.append(
+            encode_connect_response(
+                ConnectResponse(
+                    protocol_version=0,
+                    timeout_ms=txn.timeout_ms,
+                    session_id=txn.session_id,
+                    password=txn.password,
+                    read_only=False if connection.read_only_byte is not None else None,
+                )
+            )
+        )
+        pending.phase = _Phase.DONE
+        self._drain(connection, out)
+
+    def _session_closed(
+        self, session_id: int, origin: tuple[int, _Pending] | None, zxid: int, out: Outbox
+    ) -> None:
+        self._closing_sessions.discard(session_id)
+        self._expiry.remove(session_id)
+        owner = self._session_owner.pop(session_id, None)
+        if origin is not None:
+            connection_id, pending = origin
+            connection = self.connections.get(connection_id)
+            if connection is not None:
+                self._finish(pending, ErrorCode.OK, None, zxid=zxid, close=True)
+                self._drain(connection, out)
+                return
+        if owner is not None:
+            connection = self.connections.get(owner)
+            if connection is not None:
+                self._close(connection, out)
+
+    def _notify(self, event: TreeEvent, zxid: int, out: Outbox) -> None:
+        for connection_id in self.watches.trigger(event.type, event.path):
+            connection = self.connections.get(connection_id)
+            if connection is None:
+                continue
+            if not check_acl(
+                event.acl, Perm.READ, tuple(connection.identities), skip_acl=self.config.skip_acl
+            ):
+                continue  # ZooKeeper 3.9 delivers events only to readers (the watch is consumed)
+            self._send_event(connection, event.type, event.path, zxid, out)
+
+    def _send_event(
+        self, connection: ConnectionInfo, event_type: int, path: str, zxid: int, out: Outbox
+    ) -> None:
+        frame = encode_notification(
+            WatcherEvent(type=event_type, state=KeeperState.SYNC_CONNECTED, path=path), zxid
+        )
+        out.reply.append((connection.connection_id, frame))
+        connection.packets_sent += 1
+        self.stats.record_response(len(frame))
+
+    def _reap(self, wall_ms: int, out: Outbox) -> None:
+        budget = max(
+            1,
+            self.config.container_max_per_minute
+            * self.config.container_check_interval_ms
+            // 60_000,
+        )
+        candidates = self.tree.reap_candidates(
+            wall_ms, max_never_used_ms=self.config.container_max_never_used_ms
+        )
+        for path in candidates:
+            if budget <= 0:
+                break
+            if path in self._pending_reaps:
+                continue
+            self._pending_reaps.add(path)
+            self._propose(None, None, ReapTxn(path=path, time_ms=wall_ms), out)
+            budget -= 1
+
+    def _new_session_id(self) -> int:
+        while True:
+            session_id = self._next_session_id
+            self._next_session_id += 1
+            if session_id not in self.tree.sessions:
+                return session_id
+
+    # ------------------------------------------------------------------ per-connection queue
+
+    def _finish(
+        self,
+        pending: _Pending,
+        err: int,
+        body: Record | None,
+        *,
+        zxid: int | None = None,
+        close: bool = False,
+    ) -> None:
+        if zxid is None:
+            zxid = self.last_zxid
+        xid = SpecialXid.PING if pending.opcode == OpCode.PING else pending.xid
+        pending.frames.append(encode_reply(xid, zxid, err, body))
+        pending.close_after = close
+        pending.phase = _Phase.DONE
+
+    def _drain(self, connection: ConnectionInfo, out: Outbox) -> None:
+        """Send what is ready at the head of the connection's queue, in order."""
+        queue = connection.queue
+        while queue and not connection.closing:
+            pending = queue[0]
+            if pending.phase is _Phase.PROPOSED:
+                return
+            if pending.phase is _Phase.DEFERRED:
+                self._evaluate(connection, pending, out)
+            assert pending.phase is _Phase.DONE
+            queue.popleft()
+            for frame in pending.frames:
+                out.reply.append((connection.connection_id, frame))
+                connection.packets_sent += 1
+                self.stats.record_response(len(frame))
+            if pending.opcode != OpCode.CREATE_SESSION:
+                latency_ms = max(0, self._now_ms - pending.received_ms)
+                self.stats.record_latency(latency_ms)
+                connection.last_opcode = pending.opcode
+                connection.last_xid = pending.xid
+                connection.last_zxid = self.last_zxid
+                connection.last_response_ms = self._now_ms
+                connection.last_latency_ms = latency_ms
+                if connection.latency_count == 0:
+                    connection.latency_min_ms = connection.latency_max_ms = latency_ms
+                connection.latency_min_ms = min(connection.latency_min_ms, latency_ms)
+                connection.latency_max_ms = max(connection.latency_max_ms, latency_ms)
+                connection.latency_total_ms += latency_ms
+                connection.latency_count += 1
+            if pending.close_after:
+                self._close(connection, out)
+
+    def _close(self, connection: ConnectionInfo, out: Outbox) -> None:
+        if connection.closing:
+            return
+        connection.closing = True
+        connection.queue.clear()
+        out.close.append(connection.connection_id)
+
+    def _evaluate(self, connection: ConnectionInfo, pending: _Pending, out: Outbox) -> None:
+        """Answer a read-like request against the tree as it is now."""
+        opcode = pending.opcode
+        request = pending.request
+        identities = tuple(connection.identities)
+        connection_id = connection.connection_id
+        if opcode == OpCode.PING:
+            self._finish(pending, ErrorCode.OK, None)
+        elif opcode == OpCode.SYNC:
+            assert isinstance(request, PathRecord)
+            self._finish(pending, ErrorCode.OK, PathRecord(path=request.path))
+        elif opcode == OpCode.AUTH:
+            assert isinstance(request, AuthPacket)
+            ids = authenticate(request.scheme, request.auth, super_digest=self.config.super_digest)
+            if ids is None:
+                self.stats.auth_failed_count += 1
+                self._finish(pending, ErrorCode.AUTH_FAILED, None, zxid=0, close=True)
+                return
+            for identity in ids:
+                if identity not in connection.identities:
+                    if len(connection.identities) >= limits.AUTH_IDS_PER_CONNECTION_MAX:
+                        self._finish(pending, ErrorCode.AUTH_FAILED, None, zxid=0, close=True)
+                        return
+                    connection.identities.append(identity)
+            self._finish(pending, ErrorCode.OK, None, zxid=0)
+        elif opcode == OpCode.SASL:
+            self._finish(pending, ErrorCode.OK, SaslToken(token=None), zxid=0)
+        elif opcode == OpCode.WHO_AM_I:
+            self._finish(pending, ErrorCode.OK, WhoAmIResponse(client_info=who_am_i(identities)))
+        elif opcode in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
+            assert isinstance(request, SetWatches | SetWatches2)
+            self._set_watches(connection, request, out)
+            self._finish(pending, ErrorCode.OK, None)
+        elif opcode == OpCode.ADD_WATCH:
+            assert isinstance(request, AddWatchRequest)
+            if request.mode == AddWatchMode.PERSISTENT:
+                self.watches.add(connection_id, request.path, WatchKind.PERSISTENT)
+            elif request.mode == AddWatchMode.PERSISTENT_RECURSIVE:
+                self.watches.add(connection_id, request.path, WatchKind.PERSISTENT_RECURSIVE)
+            else:
+                self._finish(pending, ErrorCode.MARSHALLING_ERROR, None)
+                return
+            self._finish(pending, ErrorCode.OK, ErrorResponse(err=0))
+        elif opcode in (OpCode.CHECK_WATCHES, OpCode.REMOVE_WATCHES):
+            assert isinstance(request, WatchesRequest)
+            if request.type not in WatcherType._value2member_map_:
+                self._finish(pending, ErrorCode.MARSHALLING_ERROR, None)
+                return
+            watcher_type = WatcherType(request.type)
+            if opcode == OpCode.CHECK_WATCHES:
+                found = self.watches.check(connection_id, request.path, watcher_type)
+            else:
+                found = self.watches.remove(connection_id, request.path, watcher_type)
+            self._finish(pending, ErrorCode.OK if found else ErrorCode.NO_WATCHER, None)
+        else:
+            err, body = self.tree.read(opcode, request, identities, connection.session_id)
+            self._arm_read_watch(connection_id, opcode, request, err)
+            self._finish(pending, err, body)
+
+    def _arm_read_watch(
+        self, connection_id: int, opcode: int, request: Record | None, err: int
+    ) -> None:
+        if opcode == OpCode.EXISTS:
+            assert isinstance(request, ExistsRequest)
+            if request.watch and err in (ErrorCode.OK, ErrorCode.NO_NODE):
+                self.watches.add(connection_id, request.path, WatchKind.DATA)
+        elif opcode == OpCode.GET_DATA:
+            assert isinstance(request, GetDataRequest)
+            if request.watch and err == ErrorCode.OK:
+                self.watches.add(connection_id, request.path, WatchKind.DATA)
+        elif opcode in (OpCode.GET_CHILDREN, OpCode.GET_CHILDREN2):
+            assert isinstance(request, GetChildrenRequest)
+            if request.watch and err == ErrorCode.OK:
+                self.watches.add(connection_id, request.path, WatchKind.CHILD)
+
+    def _set_watches(
+        self, connection: ConnectionInfo, request: SetWatches | SetWatches2, out: Outbox
+    ) -> None:
+        """Re-arm watches after a reconnect; fire at once what changed meanwhile (§10.7)."""
+        connection_id = connection.connection_id
+        relative_zxid = request.relative_zxid
+        for path in request.data_watches:
+            znode = self.tree.get(path)
+            if znode is None:
+                self._send_event(connection, EventType.NODE_DELETED, path, -1, out)
+            elif znode.mzxid > relative_zxid:
+                self._send_event(connection, EventType.NODE_DATA_CHANGED, path, -1, out)
+            else:
+                self.watches.add(connection_id, path, WatchKind.DATA)
+        for path in request.exist_watches:
+            if self.tree.get(path) is not None:
+                self._send_event(connection, EventType.NODE_CREATED, path, -1, out)
+            else:
+                self.watches.add(connection_id, path, WatchKind.DATA)
+        for path in request.child_watches:
+            znode = self.tree.get(path)
+            if znode is None:
+                self._send_event(connection, EventType.NODE_DELETED, path, -1, out)
+            elif znode.pzxid > relative_zxid:
+                self._send_event(connection, EventType.NODE_CHILDREN_CHANGED, path, -1, out)
+            else:
+                self.watches.add(connection_id, path, WatchKind.CHILD)
+        if isinstance(request, SetWatches2):
+            for path in request.persistent_watches:
+                self.watches.add(connection_id, path, WatchKind.PERSISTENT)
+            for path in request.persistent_recursive_watches:
+                self.watches.add(connection_id, path, WatchKind.PERSISTENT_RECURSIVE)

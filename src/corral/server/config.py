@@ -1,0 +1,288 @@
+"""zoo.cfg: the same keys and defaults as Apache ZooKeeper, plus command-line overrides.
+
+Rules: parsing is strict where ZooKeeper is strict (booleans of known keys accept only
+true/false; min > max session timeout is an error) and lenient where it is lenient
+(unknown keys are kept and logged, not fatal). ZooKeeper reads some settings only as
+JVM system properties (`zookeeper.X`); corral accepts both spellings in zoo.cfg, with or
+without the `zookeeper.` prefix, and `jute.maxbuffer` too (see docs/compatibility.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from corral import limits
+from corral.replica.replica import ReplicaConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = "./data"
+DEFAULT_CLIENT_PORT = 2181
+
+# corral's default four-letter-word whitelist: the cheap, read-only ones (ZooKeeper's
+# default is srvr alone, which breaks monitoring tools). Costly or state-changing words
+# (cons, crst, srst, dump, wchc, wchp, stmk, gtmk, hash) must be listed to be enabled.
+DEFAULT_FOUR_LETTER_WHITELIST: frozenset[str] = frozenset(
+    {"ruok", "srvr", "stat", "mntr", "isro", "conf", "envi", "dirs", "wchs"}
+)
+
+_ALIASES = {
+    # system-property spellings accepted in zoo.cfg
+    "zookeeper.extendedTypesEnabled": "extendedTypesEnabled",
+    "zookeeper.skipACL": "skipACL",
+    "zookeeper.enforceQuota": "enforceQuota",
+    "zookeeper.4lw.commands.whitelist": "4lw.commands.whitelist",
+    "zookeeper.DigestAuthenticationProvider.superDigest": (
+        "DigestAuthenticationProvider.superDigest"
+    ),
+    "zookeeper.jute.maxbuffer": "jute.maxbuffer",
+    "zookeeper.snapCount": "snapCount",
+    "zookeeper.preAllocSize": "preAllocSize",
+    "zookeeper.forceSync": "forceSync",
+    "zookeeper.maxCnxns": "maxCnxns",
+}
+
+_KNOWN_IGNORED = {
+    # Accepted for compatibility; they change nothing in corral (yet).
+    "initLimit",
+    "syncLimit",
+    "electionAlg",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "clientPortListenBacklog",
+    "globalOutstandingLimit",
+    "maxResponseCacheSize",
+    "maxGetChildrenResponseCacheSize",
+    "digest.enabled",
+    "metricsProvider.className",
+    "metricsProvider.httpHost",
+    "metricsProvider.httpPort",
+    "metricsProvider.exportJvmInfo",
+    "syncEnabled",
+    "snapSizeLimitInKb",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "admin.enableServer",
+    "admin.serverAddress",
+    "admin.serverPort",
+    "admin.idleTimeout",
+    "admin.commandURL",
+    "audit.enable",
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    data_dir: str = DEFAULT_DATA_DIR
+    data_log_dir: str = ""  # "" = data_dir
+    client_port: int = DEFAULT_CLIENT_PORT
+    client_port_address: str = "0.0.0.0"
+    tick_time_ms: int = limits.TICK_TIME_DEFAULT_MS
+    max_client_cnxns: int = limits.MAX_CLIENT_CNXNS_DEFAULT
+    max_cnxns: int = 0  # total connections; 0 = unlimited
+    min_session_timeout_ms: int = 0  # 0: 2 x tickTime
+    max_session_timeout_ms: int = 0  # 0: 20 x tickTime
+    four_letter_whitelist: frozenset[str] = DEFAULT_FOUR_LETTER_WHITELIST
+    jute_max_buffer: int = limits.FRAME_SIZE_MAX
+    extended_types_enabled: bool = False
+    skip_acl: bool = False
+    enforce_quota: bool = False
+    super_digest: str | None = None
+    container_check_interval_ms: int = limits.CONTAINER_CHECK_INTERVAL_DEFAULT_MS
+    container_max_per_minute: int = limits.CONTAINER_DELETES_PER_MINUTE_MAX
+    container_max_never_used_ms: int = 0
+    snap_count: int = 100_000
+    pre_alloc_size_kb: int = 65_536
+    force_sync: bool = True
+    autopurge_snap_retain_count: int = 3
+    autopurge_purge_interval_hours: int = 0
+    source_text: str = ""  # the zoo.cfg text, for `conf`/diagnostics
+    unknown: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> str:
+        return self.data_log_dir or self.data_dir
+
+    def replica_config(self) -> ReplicaConfig:
+        return ReplicaConfig(
+            replica_id=1,
+            tick_time_ms=self.tick_time_ms,
+            min_session_timeout_ms=self.min_session_timeout_ms,
+            max_session_timeout_ms=self.max_session_timeout_ms,
+            max_client_cnxns=self.max_client_cnxns,
+            extended_types_enabled=self.extended_types_enabled,
+            skip_acl=self.skip_acl,
+            enforce_quota=self.enforce_quota,
+            super_digest=self.super_digest,
+            container_check_interval_ms=self.container_check_interval_ms,
+            container_max_per_minute=self.container_max_per_minute,
+            container_max_never_used_ms=self.container_max_never_used_ms,
+        )
+
+    @property
+    def min_session_timeout_effective_ms(self) -> int:
+        return self.min_session_timeout_ms or 2 * self.tick_time_ms
+
+    @property
+    def max_session_timeout_effective_ms(self) -> int:
+        return self.max_session_timeout_ms or 20 * self.tick_time_ms
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Java-properties lines: `key=value`, `key: value` or `key value`; # and ! comments."""
+    result: dict[str, str] = {}
+    logical = ""
+    for raw in text.splitlines():
+        line = raw.strip() if not logical else raw.lstrip()
+        if not logical and (not line or line[0] in "#!"):
+            continue
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            logical += line[:-1]
+            continue
+        logical += line
+        key, value = _split_property(logical)
+        result[key] = value
+        logical = ""
+    if logical:
+        key, value = _split_property(logical)
+        result[key] = value
+    return result
+
+
+def _split_property(line: str) -> tuple[str, str]:
+    for index, char in enumerate(line):
+        if char in "=:":
+            return line[:index].strip(), line[index + 1 :].strip()
+        if char.isspace():
+            rest = line[index:].strip()
+            if rest[:1] in ("=", ":"):
+                rest = rest[1:].strip()
+            return line[:index].strip(), rest
+    return line.strip(), ""
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes"):
+        return True
+    if lowered in ("false", "no"):
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _parse_int(key: str, value: str, *, minimum: int | None = None) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{key}: must be >= {minimum}, got {number}")
+    return number
+
+
+def build_config(properties: dict[str, str], *, source_text: str = "") -> ServerConfig:
+    """Interpret zoo.cfg keys (already merged with overrides) into a ServerConfig."""
+    config = ServerConfig(source_text=source_text)
+    changes: dict[str, object] = {}
+    unknown: dict[str, str] = {}
+    client_port_seen = False
+    for raw_key, value in properties.items():
+        key = _ALIASES.get(raw_key, raw_key)
+        if key == "tickTime":
+            changes["tick_time_ms"] = _parse_int(key, value, minimum=1)
+        elif key == "dataDir":
+            changes["data_dir"] = value
+        elif key == "dataLogDir":
+            changes["data_log_dir"] = value
+        elif key == "clientPort":
+            changes["client_port"] = _parse_int(key, value, minimum=0)
+            client_port_seen = True
+        elif key == "clientPortAddress":
+            changes["client_port_address"] = value
+        elif key == "maxClientCnxns":
+            changes["max_client_cnxns"] = _parse_int(key, value, minimum=0)
+        elif key == "maxCnxns":
+            changes["max_cnxns"] = _parse_int(key, value, minimum=0)
+        elif key == "minSessionTimeout":
+            changes["min_session_timeout_ms"] = max(0, _parse_int(key, value))
+        elif key == "maxSessionTimeout":
+            changes["max_session_timeout_ms"] = max(0, _parse_int(key, value))
+        elif key == "4lw.commands.whitelist":
+            words = {w.strip() for w in value.split(",") if w.strip()}
+            changes["four_letter_whitelist"] = frozenset(words) | {"srvr"}
+        elif key == "jute.maxbuffer":
+            size = _parse_int(key, value, minimum=1024)
+            if size > limits.FRAME_SIZE_HARD_MAX:
+                raise ConfigError(f"jute.maxbuffer: at most {limits.FRAME_SIZE_HARD_MAX}")
+            changes["jute_max_buffer"] = size
+        elif key == "extendedTypesEnabled":
+            changes["extended_types_enabled"] = _parse_bool(key, value)
+        elif key == "skipACL":
+            changes["skip_acl"] = _parse_bool(key, value)
+        elif key == "enforceQuota":
+            changes["enforce_quota"] = _parse_bool(key, value)
+        elif key == "DigestAuthenticationProvider.superDigest":
+            changes["super_digest"] = value or None
+        elif key in (
+            "znode.container.checkIntervalMs",
+            "zookeeper.znode.container.checkIntervalMs",
+        ):
+            changes["container_check_interval_ms"] = _parse_int(key, value, minimum=1)
+        elif key in ("znode.container.maxPerMinute", "zookeeper.znode.container.maxPerMinute"):
+            changes["container_max_per_minute"] = _parse_int(key, value, minimum=1)
+        elif key in (
+            "znode.container.maxNeverUsedIntervalMs",
+            "zookeeper.znode.container.maxNeverUsedIntervalMs",
+        ):
+            changes["container_max_never_used_ms"] = _parse_int(key, value, minimum=0)
+        elif key == "snapCount":
+            changes["snap_count"] = _parse_int(key, value, minimum=2)
+        elif key == "preAllocSize":
+            changes["pre_alloc_size_kb"] = _parse_int(key, value, minimum=1)
+        elif key == "forceSync":
+            changes["force_sync"] = _parse_bool(key, value)
+        elif key == "autopurge.snapRetainCount":
+            changes["autopurge_snap_retain_count"] = max(3, _parse_int(key, value))
+        elif key == "autopurge.purgeInterval":
+            changes["autopurge_purge_interval_hours"] = _parse_int(key, value, minimum=0)
+        elif key.startswith("server.") or key == "dynamicConfigFile":
+            raise ConfigError(
+                f"{key}: replicated ensembles are not supported yet; remove server.N lines "
+                "to run standalone"
+            )
+        elif key in _KNOWN_IGNORED:
+            log.info("zoo.cfg: %s is accepted and has no effect in corral", key)
+        else:
+            unknown[key] = value
+    if (
+        "clientPortAddress" in properties
+        and not client_port_seen
+        and "clientPort" not in properties
+    ):
+        raise ConfigError("clientPortAddress is set but clientPort is not")
+    config = replace(config, **changes, unknown=unknown)  # type: ignore[arg-type]
+    if config.min_session_timeout_effective_ms > config.max_session_timeout_effective_ms:
+        raise ConfigError("minSessionTimeout must not be larger than maxSessionTimeout")
+    for key in unknown:
+        log.warning("zoo.cfg: unknown key %s (ignored)", key)
+    return config
+
+
+def load_config(path: str | None, overrides: dict[str, str] | None = None) -> ServerConfig:
+    """Read zoo.cfg (if given), apply `overrides` (key -> value) on top, and interpret."""
+    text = ""
+    properties: dict[str, str] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        properties = parse_properties(text)
+    properties.update(overrides or {})
+    return build_config(properties, source_text=text)

@@ -1,0 +1,367 @@
+"""Four-letter words: the text answers ZooKeeper gives on the client port.
+
+Rules: output formats follow ZooKeeper's (server-semantics §18) so that monitoring
+tools and `zkServer.sh status` parse them; values are corral's. A known word that is
+not whitelisted gets ZooKeeper's refusal line. Pure formatting over a ServerView; the
+only state changes are the two reset words (crst, srst) and the trace mask (stmk).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import resource
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Protocol
+
+from corral import __version__
+from corral.protocol.constants import OpCode
+from corral.replica.replica import ConnectionInfo, Replica
+from corral.server.config import ServerConfig
+
+ZOOKEEPER_COMPAT_VERSION = "3.9.3"
+VERSION_LINE = (
+    f"Zookeeper version: {ZOOKEEPER_COMPAT_VERSION}-corral-{__version__}"
+    ", built on 2026-11-26 00:00 UTC"
+)
+
+_LAST_OP_CODES: dict[int, str] = {
+    OpCode.CREATE: "CREA",
+    OpCode.CREATE2: "CREA",
+    OpCode.CREATE_CONTAINER: "CREA",
+    OpCode.CREATE_TTL: "CREA",
+    OpCode.DELETE: "DELE",
+    OpCode.SET_DATA: "SETD",
+    OpCode.GET_DATA: "GETD",
+    OpCode.EXISTS: "EXIS",
+    OpCode.GET_CHILDREN: "GETC",
+    OpCode.GET_CHILDREN2: "GETC",
+    OpCode.GET_ACL: "GETA",
+    OpCode.SET_ACL: "SETA",
+    OpCode.SYNC: "SYNC",
+    OpCode.PING: "PING",
+    OpCode.CREATE_SESSION: "SESS",
+    OpCode.CLOSE_SESSION: "CLOS",
+    OpCode.MULTI: "MULT",
+    OpCode.MULTI_READ: "MLTR",
+    OpCode.CHECK: "CHEC",
+    OpCode.SET_WATCHES: "SETW",
+    OpCode.SET_WATCHES2: "STW2",
+    OpCode.ADD_WATCH: "ADDW",
+    OpCode.CHECK_WATCHES: "CHKW",
+    OpCode.REMOVE_WATCHES: "REMW",
+    OpCode.GET_EPHEMERALS: "GETE",
+    OpCode.GET_ALL_CHILDREN_NUMBER: "GETACN",
+    OpCode.WHO_AM_I: "HOMI",
+    OpCode.RECONFIG: "RECO",
+}
+
+DEFAULT_TRACE_MASK = 306
+
+
+class ServerView(Protocol):
+    """What the words need from the running server."""
+
+    @property
+    def replica(self) -> Replica: ...
+    @property
+    def config(self) -> ServerConfig: ...
+    @property
+    def started_ms(self) -> int: ...
+    def now_ms(self) -> int: ...
+    def wall_ms(self) -> int: ...
+
+    trace_mask: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    word: str
+
+
+def java_double(value: float) -> str:
+    """A double as Java prints it after ZooKeeper rounds it half-up to 4 decimals."""
+    rounded = Decimal(repr(value)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    text = format(rounded.normalize(), "f")
+    return text if "." in text else text + ".0"
+
+
+def answer(word: str, view: ServerView, argument: int | None = None) -> str:
+    """The full text to write back for `word` (the connection is closed afterwards)."""
+    if (
+        word not in view.config.four_letter_whitelist
+        and "*" not in view.config.four_letter_whitelist
+    ):
+        return f"{word} is not executed because it is not in the whitelist.\n"
+    handler = _HANDLERS.get(word)
+    if handler is None:
+        return ""
+    if word == "stmk":
+        view.trace_mask = argument if argument is not None else view.trace_mask
+    return handler(view)
+
+
+def _latency_line(view: ServerView) -> str:
+    stats = view.replica.stats
+    average = stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
+    low, high = stats.latency_min_ms, stats.latency_max_ms
+    return f"Latency min/avg/max: {low}/{java_double(average)}/{high}\n"
+
+
+def _counters(view: ServerView) -> str:
+    replica = view.replica
+    return (
+        _latency_line(view)
+        + f"Received: {replica.stats.packets_received}\n"
+        + f"Sent: {replica.stats.packets_sent}\n"
+        + f"Connections: {len(replica.connections)}\n"
+        + f"Outstanding: {replica.outstanding_requests}\n"
+        + f"Zxid: 0x{replica.last_zxid:x}\n"
+        + "Mode: standalone\n"
+        + f"Node count: {replica.tree.node_count}\n"
+    )
+
+
+def _srvr(view: ServerView) -> str:
+    return VERSION_LINE + "\n" + _counters(view)
+
+
+def _connection_brief(connection: ConnectionInfo) -> str:
+    queued = len(connection.queue)
+    return (
+        f" /{connection.address}:{connection.port}[1]"
+        f"(queued={queued},recved={connection.packets_received},sent={connection.packets_sent}"
+    )
+
+
+def _stat(view: ServerView) -> str:
+    lines = [VERSION_LINE, "Clients:"]
+    for connection in view.replica.connections.values():
+        lines.append(_connection_brief(connection) + ")")
+    return "\n".join(lines) + "\n\n" + _counters(view)
+
+
+def _cons(view: ServerView) -> str:
+    now_wall = view.wall_ms()
+    now = view.now_ms()
+    lines = []
+    for connection in view.replica.connections.values():
+        text = _connection_brief(connection)
+        if connection.session_id:
+            average = (
+                connection.latency_total_ms / connection.latency_count
+                if connection.latency_count
+                else 0.0
+            )
+            last_op = _LAST_OP_CODES.get(connection.last_opcode or 0, "NA")
+            established = now_wall - (now - connection.established_ms)
+            last_response = now_wall - (now - connection.last_response_ms)
+            text += (
+                f",sid=0x{connection.session_id & 0xFFFFFFFFFFFFFFFF:x},lop={last_op}"
+                f",est={established},to={connection.timeout_ms}"
+                f",lcxid=0x{connection.last_xid & 0xFFFFFFFF:x}"
+                f",lzxid=0x{connection.last_zxid & 0xFFFFFFFFFFFFFFFF:x}"
+                f",lresp={last_response if connection.latency_count else 0}"
+                f",llat={connection.last_latency_ms},minlat={connection.latency_min_ms}"
+                f",avglat={java_double(average)},maxlat={connection.latency_max_ms}"
+            )
+        lines.append(text + ")")
+    return "\n".join(lines) + "\n\n"
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    root = Path(path)
+    if not root.exists():
+        return 0
+    for file in root.rglob("*"):
+        try:
+            if file.is_file():
+                total += file.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def _conf(view: ServerView) -> str:
+    config = view.config
+    data_dir = str(Path(config.data_dir).resolve() / "version-2")
+    log_dir = str(Path(config.log_dir).resolve() / "version-2")
+    pairs = [
+        ("clientPort", config.client_port),
+        ("secureClientPort", -1),
+        ("dataDir", data_dir),
+        ("dataDirSize", _dir_size(config.data_dir)),
+        ("dataLogDir", log_dir),
+        ("dataLogSize", _dir_size(config.log_dir)),
+        ("tickTime", config.tick_time_ms),
+        ("maxClientCnxns", config.max_client_cnxns),
+        ("minSessionTimeout", config.min_session_timeout_effective_ms),
+        ("maxSessionTimeout", config.max_session_timeout_effective_ms),
+        ("clientPortListenBacklog", -1),
+        ("serverId", 0),
+    ]
+    return "".join(f"{key}={value}\n" for key, value in pairs)
+
+
+def _envi(view: ServerView) -> str:
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * page
+        total = os.sysconf("SC_PHYS_PAGES") * page
+    except (ValueError, OSError):
+        free = total = 0
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    pairs = [
+        ("zookeeper.version", VERSION_LINE.removeprefix("Zookeeper version: ")),
+        ("host.name", socket.gethostname()),
+        ("python.version", platform.python_version()),
+        ("python.implementation", platform.python_implementation()),
+        ("python.executable", sys.executable),
+        ("os.name", platform.system()),
+        ("os.arch", platform.machine()),
+        ("os.version", platform.release()),
+        ("user.name", user),
+        ("user.home", str(Path.home())),
+        ("user.dir", os.getcwd()),
+        ("os.memory.free", f"{free // (1024 * 1024)}MB"),
+        ("os.memory.max", f"{total // (1024 * 1024)}MB"),
+        ("os.memory.total", f"{total // (1024 * 1024)}MB"),
+    ]
+    return "Environment:\n" + "".join(f"{key}={value}\n" for key, value in pairs)
+
+
+def _dirs(view: ServerView) -> str:
+    config = view.config
+    return f"datadir_size: {_dir_size(config.data_dir)}\nlogdir_size: {_dir_size(config.log_dir)}\n"
+
+
+def _wchs(view: ServerView) -> str:
+    by_connection = view.replica.watches.data_watch_paths_by_connection()
+    by_path = view.replica.watches.data_watch_connections_by_path()
+    total = sum(len(paths) for paths in by_connection.values())
+    return (
+        f"{len(by_connection)} connections watching {len(by_path)} paths\nTotal watches:{total}\n"
+    )
+
+
+def _session_of(view: ServerView, connection_id: int) -> int:
+    connection = view.replica.connections.get(connection_id)
+    return connection.session_id & 0xFFFFFFFFFFFFFFFF if connection is not None else 0
+
+
+def _wchc(view: ServerView) -> str:
+    lines = []
+    for connection_id, paths in view.replica.watches.data_watch_paths_by_connection().items():
+        lines.append(f"0x{_session_of(view, connection_id):x}")
+        lines.extend(f"\t{path}" for path in paths)
+    return "\n".join(lines) + "\n\n" if lines else "\n"
+
+
+def _wchp(view: ServerView) -> str:
+    lines = []
+    for path, connection_ids in view.replica.watches.data_watch_connections_by_path().items():
+        lines.append(path)
+        lines.extend(f"\t0x{_session_of(view, cid):x}" for cid in connection_ids)
+    return "\n".join(lines) + "\n\n" if lines else "\n"
+
+
+def _dump(view: ServerView) -> str:
+    replica = view.replica
+    lines = ["SessionTracker dump:", f"Session Sets ({len(replica.tree.sessions)}):"]
+    for session in replica.tree.sessions.values():
+        lines.append(f"0x{session.session_id & 0xFFFFFFFFFFFFFFFF:x}")
+    lines.append("ephemeral nodes dump:")
+    owners = [s for s in replica.tree.sessions.values() if replica.tree.ephemerals(s.session_id)]
+    lines.append(f"Sessions with Ephemerals ({len(owners)}):")
+    for session in owners:
+        lines.append(f"0x{session.session_id & 0xFFFFFFFFFFFFFFFF:x}:")
+        lines.extend(f"\t{path}" for path in sorted(replica.tree.ephemerals(session.session_id)))
+    lines.append("Connections dump:")
+    lines.append(f"Connections Sets ({len(replica.connections)}):")
+    return "\n".join(lines) + "\n"
+
+
+def _mntr(view: ServerView) -> str:
+    replica = view.replica
+    stats = replica.stats
+    average = stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
+    try:
+        open_fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_fds = -1
+    max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    by_connection = replica.watches.data_watch_paths_by_connection()
+    metrics: list[tuple[str, object]] = [
+        ("zk_version", VERSION_LINE.removeprefix("Zookeeper version: ")),
+        ("zk_server_state", "standalone"),
+        ("zk_avg_latency", java_double(average)),
+        ("zk_max_latency", stats.latency_max_ms),
+        ("zk_min_latency", stats.latency_min_ms),
+        ("zk_packets_received", stats.packets_received),
+        ("zk_packets_sent", stats.packets_sent),
+        ("zk_num_alive_connections", len(replica.connections)),
+        ("zk_outstanding_requests", replica.outstanding_requests),
+        ("zk_znode_count", replica.tree.node_count),
+        ("zk_watch_count", sum(len(p) for p in by_connection.values())),
+        ("zk_ephemerals_count", replica.tree.ephemeral_count),
+        ("zk_approximate_data_size", replica.tree.approximate_data_size),
+        ("zk_open_file_descriptor_count", open_fds),
+        ("zk_max_file_descriptor_count", max_fds),
+        ("zk_global_sessions", len(replica.tree.sessions)),
+        ("zk_local_sessions", 0),
+        ("zk_uptime", view.now_ms() - view.started_ms),
+        ("zk_last_client_response_size", stats.last_response_size),
+        ("zk_max_client_response_size", stats.max_response_size),
+        ("zk_min_client_response_size", stats.min_response_size),
+        ("zk_connection_drop_probability", "0.0"),
+        ("zk_outstanding_tls_handshake", 0),
+        ("zk_auth_failed_count", stats.auth_failed_count),
+        ("zk_non_mtls_remote_conn_count", 0),
+        ("zk_non_mtls_local_conn_count", 0),
+    ]
+    return "".join(f"{key}\t{value}\n" for key, value in metrics)
+
+
+def _crst(view: ServerView) -> str:
+    for connection in view.replica.connections.values():
+        connection.packets_received = connection.packets_sent = 0
+        connection.latency_min_ms = connection.latency_max_ms = 0
+        connection.latency_total_ms = connection.latency_count = 0
+    return "Connection stats reset.\n"
+
+
+def _srst(view: ServerView) -> str:
+    view.replica.stats.reset()
+    return "Server stats reset.\n"
+
+
+_HANDLERS: dict[str, Callable[[ServerView], str]] = {
+    "ruok": lambda view: "imok",
+    "isro": lambda view: "rw",
+    "srvr": _srvr,
+    "stat": _stat,
+    "cons": _cons,
+    "conf": _conf,
+    "envi": _envi,
+    "dirs": _dirs,
+    "wchs": _wchs,
+    "wchc": _wchc,
+    "wchp": _wchp,
+    "dump": _dump,
+    "mntr": _mntr,
+    "crst": _crst,
+    "srst": _srst,
+    "gtmk": lambda view: f"{view.trace_mask}\n",
+    "stmk": lambda view: f"{view.trace_mask}\n",
+    "hash": lambda view: "",
+}

@@ -1,0 +1,313 @@
+"""The asyncio driver of a Replica: sockets, the clock, the log, signals.
+
+Rules:
+* The Replica decides; this module only does IO. Each Outbox is executed completely,
+  in the order the replica produced it (replica/outbox.py states the contract):
+  persist, then send, then client frames, then closes.
+* One task owns each client connection (reading and decoding); one task owns time
+  (ticks); the server owns them all through a TaskGroup, so nothing leaks and a crash
+  in a task stops the server instead of going unnoticed.
+* Bad input never crashes the server: a malformed or oversized frame closes that one
+  connection with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from corral.consensus.log_storage import MemoryLogStorage
+from corral.protocol.connection import (
+    NEED_DATA,
+    PEER_CLOSED,
+    BadRequest,
+    Connect,
+    FourLetterWord,
+    Request,
+    ServerConnection,
+)
+from corral.protocol.errors import RemoteProtocolError
+from corral.replica.outbox import Outbox, Persist
+from corral.replica.replica import Replica
+from corral.server import fourletter
+from corral.server.config import ServerConfig
+from corral.tree.tree import DataTree
+
+log = logging.getLogger("corral.server")
+
+_READ_SIZE = 256 * 1024
+_TICK_INTERVAL_MS = 50
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MemoryLog:
+    """The log of a standalone server until the durable WAL arrives (issue: storage)."""
+
+    def __init__(self) -> None:
+        self.storage = MemoryLogStorage()
+
+    async def persist(self, persist: Persist) -> None:
+        if persist.entries:
+            self.storage.append(persist.entries)
+        if persist.hard_state is not None:
+            self.storage.set_hard_state(persist.hard_state)
+
+
+@dataclass(slots=True)
+class _Client:
+    connection_id: int
+    writer: asyncio.StreamWriter
+    closing: bool = False
+
+
+@dataclass(slots=True)
+class Server:
+    """A standalone corral server. `await server.serve()` runs until `stop()`."""
+
+    config: ServerConfig
+    trace_mask: int = fourletter.DEFAULT_TRACE_MASK
+    started_ms: int = field(default_factory=monotonic_ms)
+    replica: Replica = field(init=False)
+    _log: MemoryLog = field(init=False)
+    _clients: dict[int, _Client] = field(init=False, default_factory=dict)
+    _next_connection_id: int = field(init=False, default=1)
+    _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _listener: asyncio.Server | None = field(init=False, default=None)
+    _execute_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    bound_port: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._log = MemoryLog()
+        tree = DataTree(
+            extended_types_enabled=self.config.extended_types_enabled,
+            skip_acl=self.config.skip_acl,
+            enforce_quota=self.config.enforce_quota,
+        )
+        self.replica = Replica(
+            config=self.config.replica_config(),
+            storage=self._log.storage,
+            tree=tree,
+            random_bytes=os.urandom,
+            rng_seed=int.from_bytes(os.urandom(8), "big"),
+            now_ms=monotonic_ms(),
+            wall_ms=wall_ms(),
+        )
+
+    # ServerView for four-letter words
+    def now_ms(self) -> int:
+        return monotonic_ms()
+
+    def wall_ms(self) -> int:
+        return wall_ms()
+
+    async def serve(self, ready: Callable[[int], None] | None = None) -> None:
+        os.makedirs(self.config.data_dir, exist_ok=True)
+        await self._execute(self.replica.take_startup_outbox())
+        self._listener = await asyncio.start_server(
+            self._serve_client,
+            host=self.config.client_port_address,
+            port=self.config.client_port,
+            reuse_address=True,
+            limit=_READ_SIZE,
+        )
+        sockets: tuple[socket.socket, ...] = tuple(self._listener.sockets or ())
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.config.client_port
+        log.info(
+            "corral serving on %s:%d (tickTime=%dms, session timeout %d..%dms, dataDir=%s)",
+            self.config.client_port_address,
+            self.bound_port,
+            self.config.tick_time_ms,
+            self.config.min_session_timeout_effective_ms,
+            self.config.max_session_timeout_effective_ms,
+            self.config.data_dir,
+        )
+        if ready is not None:
+            ready(self.bound_port)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._tick_loop())
+            await self._stopping.wait()
+            self._listener.close()
+            for client in list(self._clients.values()):
+                self._close_client(client)
+        await self._listener.wait_closed()
+        log.info("corral stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # ------------------------------------------------------------------ time
+
+    async def _tick_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _TICK_INTERVAL_MS / 1000)
+            if self._stopping.is_set():
+                return
+            await self._execute(self.replica.on_tick(monotonic_ms(), wall_ms()))
+
+    # ------------------------------------------------------------------ clients
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        connection_id = self._next_connection_id
+        self._next_connection_id += 1
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        address, port = str(peer[0]), int(peer[1])
+        client = _Client(connection_id=connection_id, writer=writer)
+        self._clients[connection_id] = client
+        codec = ServerConnection(frame_size_max=self.config.jute_max_buffer)
+        try:
+            await self._execute(
+                self.replica.on_connection_opened(connection_id, address, port, monotonic_ms())
+            )
+            if client.closing:
+                log.warning(
+                    "refused connection from %s: more than %d connections",
+                    address,
+                    self.config.max_client_cnxns,
+                )
+                return
+            while not client.closing:
+                data = await reader.read(_READ_SIZE)
+                codec.receive_data(data)
+                if not await self._handle_events(client, codec, address, port):
+                    return
+                if not data:
+                    return
+        except (ConnectionError, OSError) as e:
+            log.debug("connection %d from %s:%d: %s", connection_id, address, port, e)
+        finally:
+            self._clients.pop(connection_id, None)
+            await self._execute(self.replica.on_connection_closed(connection_id))
+            self._close_client(client)
+
+    async def _handle_events(
+        self, client: _Client, codec: ServerConnection, address: str, port: int
+    ) -> bool:
+        """Feed decoded events to the replica; False when the connection is done."""
+        connection_id = client.connection_id
+        while not client.closing:
+            try:
+                event = codec.next_event()
+            except RemoteProtocolError as e:
+                log.warning("closing connection from %s:%d: %s", address, port, e)
+                return False
+            if event is NEED_DATA:
+                return True
+            if event is PEER_CLOSED:
+                return False
+            now, wall = monotonic_ms(), wall_ms()
+            if isinstance(event, Request):
+                await self._execute(self.replica.on_request(connection_id, event, now, wall))
+            elif isinstance(event, Connect):
+                await self._execute(
+                    self.replica.on_connect(connection_id, event.request, now, wall)
+                )
+            elif isinstance(event, BadRequest):
+                log.warning(
+                    "request from %s:%d (xid %d, opcode %d): %s",
+                    address,
+                    port,
+                    event.xid,
+                    event.opcode,
+                    event.reason,
+                )
+                await self._execute(self.replica.on_bad_request(connection_id, event, now))
+            elif isinstance(event, FourLetterWord):
+                if event.word:
+                    text = fourletter.answer(event.word, self, event.argument)
+                    client.writer.write(text.encode("utf-8"))
+                    await self._drain(client)
+                return False
+        return False
+
+    async def _drain(self, client: _Client) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await client.writer.drain()
+
+    def _close_client(self, client: _Client) -> None:
+        if client.writer.is_closing():
+            return
+        client.closing = True
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            client.writer.close()
+
+    # ------------------------------------------------------------------ outbox execution
+
+    async def _execute(self, out: Outbox) -> None:
+        """Run an Outbox, and whatever persisting it makes possible, in contract order."""
+        async with self._execute_lock:
+            pending: list[Outbox] = [out]
+            while pending:
+                current = pending.pop(0)
+                if current.persist is not None:
+                    await self._log.persist(current.persist)
+                # `send` goes to peers: a standalone server has none.
+                assert not current.send, current.send
+                self._write_frames(current.reply)
+                for connection_id in current.close:
+                    client = self._clients.get(connection_id)
+                    if client is not None:
+                        self._close_client(client)
+                if current.persist is not None:
+                    pending.insert(
+                        0,
+                        self.replica.on_persisted(current.persist.token, monotonic_ms(), wall_ms()),
+                    )
+
+    def _write_frames(self, frames: list[tuple[int, bytes]]) -> None:
+        batches: dict[int, list[bytes]] = {}
+        for connection_id, frame in frames:
+            batches.setdefault(connection_id, []).append(frame)
+        for connection_id, batch in batches.items():
+            client = self._clients.get(connection_id)
+            if client is None or client.writer.is_closing():
+                continue
+            client.writer.writelines(batch)
+
+
+def run(config: ServerConfig) -> int:
+    """Run a server in the foreground until SIGTERM or SIGINT; the process exit code."""
+
+    async def main() -> None:
+        server = Server(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _on_signal(server, signum))
+        await server.serve()
+
+    _run_loop(main)
+    return 0
+
+
+def _on_signal(server: Server, signum: int) -> Callable[[], None]:
+    def handler() -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        server.stop()
+
+    return handler
+
+
+def _run_loop(main: Callable[[], Awaitable[None]]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on every platform)
+        asyncio.run(main())  # type: ignore[arg-type]
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())  # type: ignore[arg-type]
