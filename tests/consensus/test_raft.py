@@ -253,6 +253,8 @@ def test_construction_rules() -> None:
     with pytest.raises(ValueError):
         Raft(replica_id=1, voters=(1, 1), storage=storage, rng=rng)
     with pytest.raises(ValueError):
+        Raft(replica_id=1, voters=(1, 256), storage=storage, rng=rng)
+    with pytest.raises(ValueError):
         Raft(replica_id=1, voters=(1,), storage=storage, rng=rng, applied=1)
     with pytest.raises(ValueError):
         Raft(replica_id=1, voters=(1,), storage=storage, rng=rng, election_ticks=0)

@@ -62,8 +62,15 @@ class Raft:
         heartbeat_ticks: int = 1,
         applied: int = 0,
     ) -> None:
-        if not REPLICA_ID_MIN <= replica_id <= REPLICA_ID_MAX:
-            raise ValueError(f"replica id {replica_id} is outside 1..255")
+        """Load term, vote and commit index from `storage`; start as a follower.
+
+        `applied` is the last index the state machine already holds (from a snapshot or
+        because the tree survived); committed entries after it are handed out again.
+        Bad configuration raises ValueError; more than one voter, NotImplementedError.
+        """
+        for voter_id in (replica_id, *voters):
+            if not REPLICA_ID_MIN <= voter_id <= REPLICA_ID_MAX:
+                raise ValueError(f"replica id {voter_id} is outside 1..255")
         if len(set(voters)) != len(voters):
             raise ValueError(f"duplicate voters in {voters}")
         if replica_id not in voters:
