@@ -1,0 +1,102 @@
+"""tree/txn.py: the txn codec round-trips exactly and rejects bad bytes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.limits import PASSWORD_SIZE
+from corral.protocol.constants import OpCode
+from corral.protocol.errors import DecodeError, LocalProtocolError
+from corral.protocol.records import CreateRequest, DeleteRequest
+from corral.tree.txn import (
+    CLIENT_TXN_OPS,
+    ClientTxn,
+    CloseSessionTxn,
+    CreateSessionTxn,
+    ReapTxn,
+    Txn,
+    decode_txn,
+    encode_txn,
+)
+from tests.protocol.strategies import INT32, INT64, TEXT, ids, request_for
+
+client_txns = st.sampled_from(sorted(CLIENT_TXN_OPS)).flatmap(
+    lambda opcode: st.builds(
+        ClientTxn,
+        session_id=INT64,
+        opcode=st.just(opcode),
+        request=request_for(opcode),
+        identities=st.lists(ids, max_size=4).map(tuple),
+        time_ms=INT64,
+    )
+)
+txns: st.SearchStrategy[Txn] = st.one_of(
+    client_txns,
+    st.builds(
+        CreateSessionTxn,
+        session_id=INT64,
+        password=st.binary(min_size=PASSWORD_SIZE, max_size=PASSWORD_SIZE),
+        timeout_ms=INT32,
+        time_ms=INT64,
+    ),
+    st.builds(CloseSessionTxn, session_id=INT64, time_ms=INT64),
+    st.builds(ReapTxn, path=TEXT, time_ms=INT64, max_never_used_ms=INT64),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(txn=txns)
+def test_round_trip_is_exact(txn: Txn) -> None:
+    data = encode_txn(txn)
+    assert decode_txn(data) == txn
+    assert encode_txn(decode_txn(data)) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(txn=txns, data=st.data())
+def test_truncated_or_extended_bytes_are_rejected(txn: Txn, data: st.DataObject) -> None:
+    encoded = encode_txn(txn)
+    cut = data.draw(st.integers(0, len(encoded) - 1), label="cut")
+    with pytest.raises(DecodeError):
+        decode_txn(encoded[:cut])
+    with pytest.raises(DecodeError):
+        decode_txn(encoded + b"\x00")
+
+
+def test_unknown_kind_and_opcode_are_decode_errors() -> None:
+    with pytest.raises(DecodeError):
+        decode_txn(b"\x00\x00\x00\x09")
+    close = encode_txn(
+        ClientTxn(session_id=1, opcode=OpCode.CLOSE_SESSION, request=None, identities=(), time_ms=5)
+    )
+    bad_opcode = close[:12] + (OpCode.GET_DATA).to_bytes(4, "big") + close[16:]
+    with pytest.raises(DecodeError):
+        decode_txn(bad_opcode)
+
+
+def test_client_txn_checks_opcode_and_request_type() -> None:
+    with pytest.raises(LocalProtocolError):
+        ClientTxn(session_id=1, opcode=OpCode.GET_DATA, request=None, identities=(), time_ms=0)
+    with pytest.raises(LocalProtocolError):
+        ClientTxn(
+            session_id=1,
+            opcode=OpCode.CREATE,
+            request=DeleteRequest(path="/a", version=-1),
+            identities=(),
+            time_ms=0,
+        )
+    with pytest.raises(LocalProtocolError):
+        ClientTxn(
+            session_id=1,
+            opcode=OpCode.CLOSE_SESSION,
+            request=CreateRequest(path="/a", data=None, acl=(), flags=0),
+            identities=(),
+            time_ms=0,
+        )
+
+
+def test_session_password_must_be_16_bytes() -> None:
+    with pytest.raises(LocalProtocolError):
+        CreateSessionTxn(session_id=1, password=b"short", timeout_ms=4000, time_ms=0)
