@@ -477,3 +477,40 @@ def test_record_decode_raises_only_decode_errors(record_type: type[Record], data
 
     with contextlib.suppress(DecodeError):
         record_type.from_bytes(data)
+
+
+@pytest.mark.parametrize("flags", [-1, 7, 2**31 - 1])
+@pytest.mark.parametrize("opcode", [OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER])
+def test_multi_create_with_invalid_flags_is_marshalling_error(opcode: int, flags: int) -> None:
+    # ZooKeeper 3.9+ builds the CreateMode while decoding a multi (server-semantics 7.1).
+    op = CreateRequest(path="/a", data=b"", acl=OPEN_ACL_UNSAFE, flags=flags)
+    server = connected_server()
+    server.receive_data(
+        ClientConnection().send_request(3, OpCode.MULTI, MultiRequest(ops=((opcode, op),)))
+    )
+    event = server.next_event()
+    assert isinstance(event, BadRequest)
+    assert (event.err, event.close) == (ErrorCode.MARSHALLING_ERROR, False)
+
+
+def test_multi_create_with_every_valid_flag_decodes() -> None:
+    ops = tuple(
+        (OpCode.CREATE, CreateRequest(path=f"/a{flags}", data=b"", acl=(), flags=flags))
+        for flags in range(7)
+    )
+    server = connected_server()
+    server.receive_data(ClientConnection().send_request(3, OpCode.MULTI, MultiRequest(ops=ops)))
+    event = server.next_event()
+    assert isinstance(event, Request)
+    assert event.request == MultiRequest(ops=ops)
+
+
+def test_nothing_is_decoded_after_an_unimplemented_request() -> None:
+    server = connected_server()
+    server.receive_data(_request_frame(1, 999, b"") + h("00000008 fffffffe 0000000b"))
+    event = server.next_event()
+    assert isinstance(event, BadRequest)
+    assert event.close
+    assert server.next_event() is NEED_DATA
+    server.receive_data(b"")
+    assert server.next_event() is PEER_CLOSED

@@ -7,9 +7,14 @@ NEED_DATA. Encoding returns whole frames as bytes for the driver to write.
 ServerConnection event sequence:
     FourLetterWord                          (then the driver answers and closes), or
     Connect, then Request | BadRequest ...  until PEER_CLOSED
-A bad frame length raises FrameError: the driver logs it and closes the connection.
-An undecodable body is not fatal: it yields BadRequest(MARSHALLING_ERROR, close=False);
-an unknown opcode yields BadRequest(UNIMPLEMENTED, close=True), as ZooKeeper does.
+A bad frame length raises FrameError, and a frame too short for its header (or an
+undecodable ConnectRequest) raises RemoteProtocolError: the driver logs it and closes
+the connection, sending nothing. An undecodable body is not fatal: it yields
+BadRequest(MARSHALLING_ERROR, close=False), and so does a multi whose ops ZooKeeper
+rejects while decoding (a read op in multi, a write op in multiRead, a bad create flag).
+An unknown opcode, or check (13) outside multi, yields BadRequest(UNIMPLEMENTED,
+close=True), as ZooKeeper does; the connection then decodes nothing more. Only
+ProtocolError subclasses escape, whatever the bytes.
 
 ClientConnection event sequence:
     Connected, then Reply | Notification ...  until PEER_CLOSED
@@ -30,6 +35,7 @@ from corral.protocol.constants import (
     MULTI_READ_OPS,
     MULTI_WRITE_OPS,
     TELNET_INTERRUPT,
+    CreateMode,
     ErrorCode,
     OpCode,
     SpecialXid,
@@ -174,7 +180,9 @@ class ServerConnection:
             self._state = _ServerState.DONE
             raise RemoteProtocolError(f"frame too short for a request header: {e}") from e
         if header.opcode not in REQUEST_RECORDS or header.opcode == OpCode.CHECK:
-            # Unknown opcodes, and check outside multi (ZooKeeper 3.9.3+ behaviour).
+            # Unknown opcodes, and check outside multi (ZooKeeper 3.9.3+ behaviour). The
+            # connection is closed after the reply, so nothing after it is decoded.
+            self._state = _ServerState.DONE
             return BadRequest(
                 xid=header.xid,
                 opcode=header.opcode,
@@ -196,19 +204,35 @@ class ServerConnection:
                 reason=str(e),
             )
         if isinstance(request, MultiRequest):
-            # multi takes only write ops and multiRead only read ops; ZooKeeper fails
-            # the whole request with MARSHALLINGERROR otherwise (server-semantics 7.1).
-            allowed = MULTI_WRITE_OPS if header.opcode == OpCode.MULTI else MULTI_READ_OPS
-            for opcode, _ in request.ops:
-                if opcode not in allowed:
-                    return BadRequest(
-                        xid=header.xid,
-                        opcode=header.opcode,
-                        err=ErrorCode.MARSHALLING_ERROR,
-                        close=False,
-                        reason=f"opcode {opcode} is not allowed in opcode {header.opcode}",
-                    )
+            reason = _multi_error(header.opcode, request)
+            if reason is not None:
+                return BadRequest(
+                    xid=header.xid,
+                    opcode=header.opcode,
+                    err=ErrorCode.MARSHALLING_ERROR,
+                    close=False,
+                    reason=reason,
+                )
         return Request(xid=header.xid, opcode=header.opcode, request=request, size=len(payload))
+
+
+_CREATE_OPS = frozenset({OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL})
+_CREATE_FLAGS = frozenset(int(mode) for mode in CreateMode)
+
+
+def _multi_error(opcode: int, request: MultiRequest) -> str | None:
+    """Why ZooKeeper (3.9+) would fail this multi whole with MARSHALLINGERROR, or None.
+
+    multi takes only write ops and multiRead only read ops (server-semantics 7.1); 3.9+
+    also builds each create op's CreateMode while decoding, so a bad flag fails there.
+    """
+    allowed = MULTI_WRITE_OPS if opcode == OpCode.MULTI else MULTI_READ_OPS
+    for op_opcode, op in request.ops:
+        if op_opcode not in allowed:
+            return f"opcode {op_opcode} is not allowed in opcode {opcode}"
+        if op_opcode in _CREATE_OPS and getattr(op, "flags", None) not in _CREATE_FLAGS:
+            return f"create flags {getattr(op, 'flags', None)} inside multi"
+    return None
 
 
 def encode_connect_response(response: ConnectResponse) -> bytes:
