@@ -760,6 +760,10 @@ class Client:
             elif isinstance(output, ConnectionDead):
                 dead = output
         if dead is not None:
+            # Give the connection up before anyone awaiting a reply resumes, so no
+            # request is written into a connection that is going away.
+            self._close_writer()
+            self._dispatch(self._session.connection_lost(_now_ms()))
             raise _ConnectionDead(dead.reason)
 
     def _invoke(self, callback: Callable[[Any], object], argument: object) -> None:

@@ -667,6 +667,10 @@ class Session:
                 outputs.append(Notice(event=SessionEvent.AUTH_FAILED, state=self.state))
             if token is not None:
                 outputs.append(Completed(token=token, err=reply.err, zxid=reply.zxid, body=None))
+            if reply.err != 0:
+                # The server closes the connection after a rejected credential; give it up
+                # now so that no request is sent into a connection that is going away.
+                outputs.append(ConnectionDead(reason="the server rejected a credential"))
             return outputs
         pending = self._pending.pop(reply.xid, None)
         assert pending is not None, f"reply xid {reply.xid} matched no request"
