@@ -132,7 +132,7 @@ def client_events(
 # --------------------------------------------------------------------------- split invariance
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True)
 @given(
     connect=connect_requests,
     sent=st.lists(requests, max_size=6),
@@ -154,7 +154,7 @@ def test_server_is_split_invariant(
     assert whole[-1] is PEER_CLOSED
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True)
 @given(
     connected=connect_responses,
     traffic=st.lists(st.tuples(xids, replies) | notifications, max_size=6),
@@ -412,7 +412,7 @@ def _events_or_protocol_error(next_event: Any, limit: int) -> None:
     raise AssertionError("no end of events")
 
 
-@settings(max_examples=EXAMPLES * 3, deadline=None)
+@settings(max_examples=EXAMPLES * 3, deadline=None, print_blob=True)
 @given(data=st.binary(max_size=200), handshake_done=st.booleans(), close=st.booleans())
 def test_server_raises_only_protocol_errors(data: bytes, handshake_done: bool, close: bool) -> None:
     server = connected_server() if handshake_done else ServerConnection()
@@ -422,7 +422,7 @@ def test_server_raises_only_protocol_errors(data: bytes, handshake_done: bool, c
     _events_or_protocol_error(server.next_event, len(data) + 2)
 
 
-@settings(max_examples=EXAMPLES * 3, deadline=None)
+@settings(max_examples=EXAMPLES * 3, deadline=None, print_blob=True)
 @given(xid=INT32, opcode=st.sampled_from(REQUEST_OPCODES) | INT32, body=st.binary(max_size=120))
 def test_well_framed_request_never_raises(xid: int, opcode: int, body: bytes) -> None:
     # A frame holding a whole request header is always answerable: never an exception.
@@ -436,7 +436,7 @@ def test_well_framed_request_never_raises(xid: int, opcode: int, body: bytes) ->
     assert server.next_event() is NEED_DATA
 
 
-@settings(max_examples=EXAMPLES * 3, deadline=None)
+@settings(max_examples=EXAMPLES * 3, deadline=None, print_blob=True)
 @given(
     data=st.binary(max_size=200),
     connected=st.booleans(),
@@ -452,7 +452,7 @@ def test_client_raises_only_protocol_errors(
     _events_or_protocol_error(client.next_event, len(data) + 2)
 
 
-@settings(max_examples=EXAMPLES * 3, deadline=None)
+@settings(max_examples=EXAMPLES * 3, deadline=None, print_blob=True)
 @given(
     opcode=st.sampled_from(REQUEST_OPCODES),
     zxid=INT32,
@@ -470,7 +470,7 @@ def test_client_reply_with_arbitrary_body_raises_only_protocol_errors(
 
 
 @pytest.mark.parametrize("record_type", ALL_RECORD_TYPES, ids=lambda t: t.__name__)
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True)
 @given(data=st.binary(max_size=100))
 def test_record_decode_raises_only_decode_errors(record_type: type[Record], data: bytes) -> None:
     from corral.protocol.errors import DecodeError

@@ -69,7 +69,7 @@ def test_writer_emits_standard_utf8_for_supplementary_characters() -> None:
     assert w.getvalue() == h("00000004 f09f9880")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, print_blob=True)
 @given(
     ints=st.lists(st.integers(-(2**31), 2**31 - 1), max_size=4),
     longs=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=4),
@@ -94,7 +94,7 @@ def test_primitives_round_trip(
     assert r.remaining == 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, print_blob=True)
 @given(raw=st.binary(max_size=30))
 def test_ustring_decodes_any_bytes_to_encodable_text(raw: bytes) -> None:
     value = Reader(len(raw).to_bytes(4, "big") + raw).ustring()

@@ -113,7 +113,7 @@ path_like = st.lists(
 ).map("".join) | st.text(max_size=10).map(lambda s: "/" + s)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, print_blob=True)
 @given(path=path_like)
 def test_agrees_with_a_utf16_restatement(path: str) -> None:
     assert (path_error(path) is None) == _java_validate(path), repr(path)

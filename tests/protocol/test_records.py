@@ -13,11 +13,13 @@ from corral.protocol.records import (
     MULTI_OP_RECORDS,
     MULTI_RESULT_RECORDS,
     OPEN_ACL_UNSAFE,
+    CheckVersionRequest,
     ConnectRequest,
     ConnectResponse,
     CreateRequest,
     GetChildrenResponse,
     Id,
+    MultiHeader,
     MultiRequest,
     MultiResponse,
     OpResult,
@@ -41,7 +43,7 @@ def test_every_record_type_is_covered() -> None:
 
 
 @pytest.mark.parametrize("record_type", ALL_RECORD_TYPES, ids=lambda t: t.__name__)
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True)
 @given(data=st.data())
 def test_round_trip(record_type: type[Record], data: st.DataObject) -> None:
     record = data.draw(record_strategy(record_type))
@@ -52,7 +54,7 @@ def test_round_trip(record_type: type[Record], data: st.DataObject) -> None:
     assert record_type.from_bytes(encoded).to_bytes() == encoded
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True)
 @given(data=st.data())
 def test_multi_with_every_op_and_result_type(data: st.DataObject) -> None:
     ops = tuple(
@@ -170,7 +172,7 @@ def test_connect_response_password_must_be_16_bytes(size: int) -> None:
         ConnectResponse.from_bytes(encoded)
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None, print_blob=True)
 @given(stat=stats)
 def test_stat_is_68_bytes_at_the_documented_offsets(stat: Stat) -> None:
     encoded = stat.to_bytes()
@@ -232,3 +234,17 @@ def test_opcode_tables_agree() -> None:
         OpCode.GET_DATA,
         OpCode.GET_CHILDREN,
     }
+
+
+def test_multi_ops_limit_at_max_and_max_plus_one() -> None:
+    from corral.limits import MULTI_OPS_MAX
+
+    op = (
+        MultiHeader(type=OpCode.CHECK, done=False, err=-1).to_bytes()
+        + CheckVersionRequest(path="/", version=0).to_bytes()
+    )
+    end = MultiHeader(type=-1, done=True, err=-1).to_bytes()
+    request = MultiRequest.from_bytes(op * MULTI_OPS_MAX + end)
+    assert len(request.ops) == MULTI_OPS_MAX
+    with pytest.raises(DecodeError):
+        MultiRequest.from_bytes(op * (MULTI_OPS_MAX + 1) + end)
