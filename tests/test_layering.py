@@ -38,7 +38,9 @@ FORBIDDEN_IN_PURE = {"asyncio", "socket", "uvloop", "selectors", "threading", "t
 
 def _package_of(path: Path) -> str:
     rel = path.relative_to(SRC)
-    return rel.parts[0].removesuffix(".py") if len(rel.parts) > 0 else ""
+    package = rel.parts[0].removesuffix(".py") if len(rel.parts) > 0 else ""
+    # `python -m corral` is the command line: it belongs with cli.
+    return "cli" if package == "__main__" else package
 
 
 def _imports(path: Path) -> list[tuple[str, int]]:

@@ -67,13 +67,16 @@ def test_fresh_single_voter_elects_itself_step_by_step() -> None:
     assert first.hard_state == HardState(term=1, vote=1, commit=0)
     assert first.entries == ()
     assert first.must_sync
-    # The vote is durable now, so it counts: leader, with a NOOP of the new term.
+    # The vote is durable now, so it counts: leader. Its log is empty, so there is no
+    # earlier-term entry to commit and no NOOP is needed.
     assert (raft.role, raft.leader_id) == (Role.LEADER, 1)
-    assert raft.last_index == 1
+    assert raft.last_index == 0
     assert raft.commit_index == 0
+    assert not raft.has_ready()
 
+    assert raft.propose(b"first") == 1
     second = _execute(raft, storage, applied)
-    assert second.entries == (Entry(term=1, index=1, kind=EntryKind.NOOP, data=b""),)
+    assert second.entries == (Entry(term=1, index=1, kind=EntryKind.NORMAL, data=b"first"),)
     assert second.hard_state is None
     assert second.committed_entries == ()
     assert second.must_sync
@@ -128,31 +131,31 @@ def test_a_stale_persisted_vote_does_not_elect() -> None:
 def test_committed_only_after_advance() -> None:
     raft, storage, applied = _leader()
     index = raft.propose(b"a")
-    assert index == 2
-    assert raft.last_index == 2
+    assert index == 1
+    assert raft.last_index == 1
     ready = raft.ready()
     assert [e.data for e in ready.entries] == [b"a"]
     assert ready.committed_entries == ()
-    assert raft.commit_index == 1  # not durable yet
+    assert raft.commit_index == 0  # not durable yet
     # A proposal while the Ready is out waits for the next one.
-    assert raft.propose(b"b") == 3
+    assert raft.propose(b"b") == 2
     assert not raft.has_ready()  # one Ready at a time
     storage.append(ready.entries)
     raft.advance(ready)
-    assert raft.commit_index == 2
+    assert raft.commit_index == 1
     following = raft.ready()
     assert [e.data for e in following.entries] == [b"b"]
     assert [e.data for e in following.committed_entries] == [b"a"]
-    assert following.hard_state == HardState(term=1, vote=1, commit=2)
+    assert following.hard_state == HardState(term=1, vote=1, commit=1)
     storage.append(following.entries)
     storage.set_hard_state(following.hard_state)
     applied.extend(following.committed_entries)
     raft.advance(following)
-    assert raft.applied_index == 2
-    assert raft.commit_index == 3
+    assert raft.applied_index == 1
+    assert raft.commit_index == 2
     _drain(raft, storage, applied)
     assert [e.data for e in applied if e.kind == EntryKind.NORMAL] == [b"a", b"b"]
-    assert [e.index for e in applied] == [1, 2, 3]
+    assert [e.index for e in applied] == [1, 2]
 
 
 def test_advance_checks_that_the_driver_persisted() -> None:
@@ -195,21 +198,21 @@ def test_restart_redelivers_committed_entries_and_commits_the_rest() -> None:
     for data in (b"a", b"b", b"c"):
         raft.propose(data)
     _drain(raft, storage, applied)
-    assert raft.commit_index == 4
+    assert raft.commit_index == 3
     # Two more entries become durable, but the process dies before they commit.
     raft.propose(b"d")
     raft.propose(b"e")
     ready = raft.ready()
     storage.append(ready.entries)
-    assert storage.initial_state() == HardState(term=1, vote=1, commit=4)
+    assert storage.initial_state() == HardState(term=1, vote=1, commit=3)
 
     restarted = _raft(storage, seed=1, applied=2)
-    assert (restarted.role, restarted.term, restarted.commit_index) == (Role.FOLLOWER, 1, 4)
+    assert (restarted.role, restarted.term, restarted.commit_index) == (Role.FOLLOWER, 1, 3)
     assert restarted.applied_index == 2
-    assert restarted.last_index == 6
+    assert restarted.last_index == 5
     again: list[Entry] = []
     redelivery = _execute(restarted, storage, again)
-    assert [e.data for e in redelivery.committed_entries] == [b"b", b"c"]
+    assert [e.data for e in redelivery.committed_entries] == [b"c"]
     assert redelivery.entries == ()
     assert redelivery.hard_state is None
     assert restarted.propose(b"f") is None  # a follower does not accept proposals
@@ -220,13 +223,13 @@ def test_restart_redelivers_committed_entries_and_commits_the_rest() -> None:
     _drain(restarted, storage, again)
     assert (restarted.role, restarted.leader_id) == (Role.LEADER, 1)
     # d and e (term 1) commit through the term-2 NOOP.
-    assert [(e.term, e.kind, e.data) for e in again[2:]] == [
+    assert [(e.term, e.kind, e.data) for e in again[1:]] == [
         (1, EntryKind.NORMAL, b"d"),
         (1, EntryKind.NORMAL, b"e"),
         (2, EntryKind.NOOP, b""),
     ]
-    assert restarted.commit_index == restarted.applied_index == 7
-    assert storage.initial_state() == HardState(term=2, vote=1, commit=7)
+    assert restarted.commit_index == restarted.applied_index == 6
+    assert storage.initial_state() == HardState(term=2, vote=1, commit=6)
 
 
 def test_restart_from_a_hard_state_alone_keeps_the_term() -> None:
@@ -238,7 +241,8 @@ def test_restart_from_a_hard_state_alone_keeps_the_term() -> None:
     applied: list[Entry] = []
     _drain(raft, storage, applied)
     assert raft.term == 6
-    assert applied == [Entry(term=6, index=1, kind=EntryKind.NOOP, data=b"")]
+    assert raft.role == Role.LEADER
+    assert applied == []  # an empty log needs no NOOP
 
 
 def test_construction_rules() -> None:

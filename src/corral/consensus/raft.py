@@ -304,7 +304,11 @@ class Raft:
         self._match_index = dict.fromkeys(self._voters, 0)
         self._match_index[self._replica_id] = self._stable_last
         # Commits every earlier-term entry once this one commits (Raft §5.4.2, §8).
-        self._append(EntryKind.NOOP, b"")
+        # A leader with an empty log has no earlier-term entry to commit (leader
+        # completeness: nothing was ever committed), so a fresh cluster skips it and its
+        # first client txn gets index (zxid) 1 after the session, as in ZooKeeper.
+        if self.last_index > 0:
+            self._append(EntryKind.NOOP, b"")
 
     def _append(self, kind: EntryKind, data: bytes) -> int:
         assert self._role == Role.LEADER, self._role
