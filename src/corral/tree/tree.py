@@ -305,7 +305,7 @@ class DataTree:
         znode.data = data
 
         def undo() -> None:
-            self._data_size += znode.data_length - (0 if old_data is None else len(old_data))
+            self._data_size += (0 if old_data is None else len(old_data)) - znode.data_length
             znode.data = old_data
 
         self._record_undo(undo)
