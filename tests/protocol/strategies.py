@@ -79,6 +79,7 @@ _KINDS: dict[str, st.SearchStrategy[Any]] = {
     "bool": st.booleans(),
     "buffer": BUFFER,
     "string": TEXT,
+    "ustring": st.none() | TEXT,
     "path": TEXT,
     "strings": st.lists(TEXT, max_size=VECTOR_SIZE_MAX).map(tuple),
     "acls": st.lists(acls, max_size=VECTOR_SIZE_MAX).map(tuple),

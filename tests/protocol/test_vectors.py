@@ -849,15 +849,17 @@ def test_reconfig_disabled() -> None:
         " 7365727665722e313d3132372e302e302e313a323838383a333838383b3231383130 ffffffffffffffff"
     )
     request = ReconfigRequest(
-        joining_servers="",
-        leaving_servers="",
+        joining_servers=None,
+        leaving_servers=None,
         new_members="server.1=127.0.0.1:2888:3888;21810",
         cur_config_id=-1,
     )
-    # Null strings read as "" (so re-encoding writes length 0, not -1: see the report).
+    # Was lossy: null strings read as "" and re-encoded with length 0, which ZooKeeper
+    # would parse as an (invalid) server list.
     assert decode_client_frame(data) == Request(
         xid=16, opcode=OpCode.RECONFIG, request=request, size=len(data) - 4
     )
+    assert sent_bytes(16, OpCode.RECONFIG, request) == data
     reply = h("00000010 00000010 000000000000000d ffffff85")
     assert encode_reply(16, 13, ErrorCode.RECONFIG_DISABLED) == reply
     assert decode_replies([(16, OpCode.RECONFIG, request)], reply) == [

@@ -10,6 +10,7 @@ Field kinds in `_JUTE`:
     int, long, bool      fixed-size big-endian
     buffer               bytes or None (null and empty are distinct)
     string               ustring where null reads as "" (kazoo sends "" as null)
+    ustring              ustring where null stays None (only where null means something)
     path                 ustring that must not be null (a null path is undecodable)
     strings              vector<ustring>
     acls                 vector<ACL>
@@ -445,14 +446,16 @@ class CheckVersionRequest(Record):
 @_check_jute
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReconfigRequest(Record):
-    joining_servers: str
-    leaving_servers: str
-    new_members: str
+    """Unused strings are null on the wire, and ZooKeeper tells null from "" here."""
+
+    joining_servers: str | None
+    leaving_servers: str | None
+    new_members: str | None
     cur_config_id: int
     _JUTE = (
-        ("joining_servers", "string"),
-        ("leaving_servers", "string"),
-        ("new_members", "string"),
+        ("joining_servers", "ustring"),
+        ("leaving_servers", "ustring"),
+        ("new_members", "ustring"),
         ("cur_config_id", "long"),
     )
 
@@ -781,6 +784,7 @@ _READERS: dict[str, Callable[[Reader], Any]] = {
     "bool": Reader.boolean,
     "buffer": Reader.buffer,
     "string": Reader.string,
+    "ustring": Reader.ustring,
     "path": _read_path,
     "strings": Reader.string_vector,
     "acls": _read_acls,
@@ -794,6 +798,7 @@ _WRITERS: dict[str, Callable[[Writer, Any], None]] = {
     "bool": Writer.boolean,
     "buffer": Writer.buffer,
     "string": Writer.ustring,
+    "ustring": Writer.ustring,
     "path": Writer.ustring,
     "strings": Writer.string_vector,
     "acls": _write_acls,
