@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import re
 import threading
 import time
@@ -1074,6 +1075,14 @@ def run_differential(
     for thread in threads:
         thread.join(timeout=240)
         assert not thread.is_alive(), f"{name}: a side did not finish in 240 s"
+    if os.environ.get("CORRAL_DIFF_DUMP"):
+        for side in ("A", "B"):
+            print(f"--- {name} side {side}")
+            for e in results[side].entries:
+                print(
+                    f"  {e.step} {e.session} {e.what} "
+                    + ", ".join(f"{f.name}={f.value!r}" for f in e.fields)
+                )
     comparison = compare(
         steps,
         results["A"],
