@@ -227,6 +227,42 @@ class DataTree:
         ttl_ms = znode.ttl_ms
         return ttl_ms != 0 and now_ms - znode.mtime_ms > ttl_ms
 
+    def check_invariants(self) -> None:
+        """Recompute every index from the nodes and assert it matches. O(nodes): for
+        tests and the simulator, not the request path."""
+        assert self._undo_log is None
+        data_size = 0
+        ephemerals: dict[int, set[str]] = {}
+        reapable: set[str] = set()
+        quota_paths: set[str] = set()
+        child_count = 0
+        for path, znode in self._nodes.items():
+            assert path == ROOT_PATH or is_valid_path(path), path
+            data_size += len(path) + znode.data_length
+            if znode.is_ephemeral:
+                assert not znode.children, path
+                assert znode.ephemeral_owner in self._sessions, path
+                ephemerals.setdefault(znode.ephemeral_owner, set()).add(path)
+            elif znode.is_container or znode.ttl_ms:
+                reapable.add(path)
+            quota_path = quota.quota_path_of(path, quota.LIMITS_NODE)
+            if quota_path is not None:
+                quota_paths.add(quota_path)
+            if path != ROOT_PATH:
+                parent = self._nodes[_parent_of(path)]
+                assert path[path.rfind("/") + 1 :] in parent.children, path
+            child_count += len(znode.children)
+            assert znode.mzxid <= self.last_zxid, path
+            assert znode.czxid <= znode.mzxid, path
+            assert znode.czxid <= znode.pzxid <= self.last_zxid, path
+        assert child_count == len(self._nodes) - 1
+        assert data_size == self._data_size, (data_size, self._data_size)
+        assert ephemerals == self._ephemerals
+        assert reapable == self._reapable
+        assert quota_paths == self._quota_paths
+        for path in PROTECTED_PATHS:
+            assert path in self._nodes, path
+
     # ------------------------------------------------------------------ indexes
 
     def _index_add(self, path: str, znode: Znode) -> None:
