@@ -514,3 +514,12 @@ def test_nothing_is_decoded_after_an_unimplemented_request() -> None:
     assert server.next_event() is NEED_DATA
     server.receive_data(b"")
     assert server.next_event() is PEER_CLOSED
+
+
+def test_bytes_after_the_end_are_dropped() -> None:
+    server = ServerConnection()
+    server.receive_data(b"ruok")
+    assert server.next_event() == FourLetterWord(word="ruok")
+    server.receive_data(bytes(1000))
+    assert len(server._frames) == 4  # only the word itself was ever buffered
+    assert server.next_event() is NEED_DATA

@@ -124,6 +124,8 @@ class ServerConnection:
         if not data:
             self._peer_closed = True
             return
+        if self._state is _ServerState.DONE:
+            return  # nothing more will be decoded: don't let a closing peer fill memory
         self._frames.feed(data)
 
     def next_event(self) -> ServerEvent:
