@@ -2,7 +2,9 @@
 
 Rules: sans-IO; a Reader works over one complete frame and never trusts a length it
 reads (every length is checked against what remains); a Writer only appends. Reading
-past the end or a bad length raises DecodeError; nothing else escapes.
+past the end or a bad length raises DecodeError; nothing else escapes. Decoded text
+never holds a surrogate (invalid UTF-8 becomes U+FFFD, Java's CESU-8 pairs are joined),
+so any str from a Reader can be encoded strictly again.
 """
 
 from __future__ import annotations
