@@ -20,6 +20,7 @@ What it must not know: sockets, files, the asyncio loop, the four-letter word fo
 from __future__ import annotations
 
 import enum
+import logging
 import random
 from collections import deque
 from collections.abc import Callable
@@ -82,6 +83,9 @@ from corral.tree.txn import (
 from corral.tree.watches import WatchKind, WatchTable
 
 _INVALID_PASSWORD = bytes(limits.PASSWORD_SIZE)
+
+# Logging is the one output that is not in the Outbox: it changes no state and needs no order.
+log = logging.getLogger("corral.replica")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -350,6 +354,13 @@ class Replica:
             and session.password == request.password
         )
         if not alive:
+            log.info(
+                "refused to resume session 0x%x for %s:%d: %s",
+                request.session_id & 0xFFFF_FFFF_FFFF_FFFF,
+                connection.address,
+                connection.port,
+                "wrong password" if session is not None else "expired or unknown",
+            )
             frame = encode_connect_response(
                 ConnectResponse(
                     protocol_version=0,
@@ -363,6 +374,9 @@ class Replica:
             self._close(connection, out)
             return out
         assert session is not None
+        log.info(
+            "session 0x%x resumed by %s:%d", session.session_id, connection.address, connection.port
+        )
         connection.session_id = session.session_id
         connection.handshake_done = True
         connection.established_ms = now_ms
@@ -566,6 +580,13 @@ class Replica:
             return
         connection.handshake_done = True
         connection.established_ms = self._now_ms
+        log.info(
+            "session 0x%x established for %s:%d (timeout %d ms)",
+            txn.session_id,
+            connection.address,
+            connection.port,
+            txn.timeout_ms,
+        )
         pending.frames.append(
             encode_connect_response(
                 ConnectResponse(
@@ -585,6 +606,7 @@ class Replica:
     ) -> None:
         self._closing_sessions.discard(session_id)
         self._expiry.remove(session_id)
+        log.info("session 0x%x closed", session_id)
         owner = self._session_owner.pop(session_id, None)
         if origin is not None:
             connection_id, pending = origin
@@ -717,6 +739,12 @@ class Replica:
             assert isinstance(request, AuthPacket)
             ids = authenticate(request.scheme, request.auth, super_digest=self.config.super_digest)
             if ids is None:
+                log.warning(
+                    "auth with scheme %r failed for %s:%d",
+                    request.scheme,
+                    connection.address,
+                    connection.port,
+                )
                 self.stats.auth_failed_count += 1
                 self._finish(pending, ErrorCode.AUTH_FAILED, None, zxid=0, close=True)
                 return
