@@ -1,0 +1,100 @@
+"""zoo.cfg parsing: ZooKeeper's keys and defaults, strictness where ZooKeeper is strict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral.server.config import (
+    DEFAULT_FOUR_LETTER_WHITELIST,
+    ConfigError,
+    build_config,
+    load_config,
+    parse_properties,
+)
+
+
+def test_properties_syntax() -> None:
+    text = "# comment\n! also\ntickTime=2000\ndataDir : /var/zk\nclientPort 2181\nlong=a\\\n  b\n\n"
+    assert parse_properties(text) == {
+        "tickTime": "2000",
+        "dataDir": "/var/zk",
+        "clientPort": "2181",
+        "long": "ab",
+    }
+
+
+def test_defaults_follow_zookeeper() -> None:
+    config = build_config({})
+    assert config.tick_time_ms == 2000
+    assert config.client_port == 2181
+    assert config.max_client_cnxns == 60
+    assert config.min_session_timeout_effective_ms == 4000
+    assert config.max_session_timeout_effective_ms == 40000
+    assert config.jute_max_buffer == 0xFFFFF
+    assert config.extended_types_enabled is False
+    assert config.four_letter_whitelist == DEFAULT_FOUR_LETTER_WHITELIST
+    assert "cons" not in config.four_letter_whitelist
+
+
+def test_session_timeouts_follow_tick_time() -> None:
+    config = build_config({"tickTime": "500"})
+    assert (config.min_session_timeout_effective_ms, config.max_session_timeout_effective_ms) == (
+        1000,
+        10000,
+    )
+    config = build_config(
+        {"tickTime": "500", "minSessionTimeout": "3000", "maxSessionTimeout": "9000"}
+    )
+    assert (config.min_session_timeout_effective_ms, config.max_session_timeout_effective_ms) == (
+        3000,
+        9000,
+    )
+    with pytest.raises(ConfigError):
+        build_config({"minSessionTimeout": "9000", "maxSessionTimeout": "5000"})
+
+
+def test_system_property_spellings_and_whitelist() -> None:
+    config = build_config(
+        {
+            "zookeeper.extendedTypesEnabled": "true",
+            "4lw.commands.whitelist": "ruok, cons",
+            "DigestAuthenticationProvider.superDigest": "super:abc=",
+            "jute.maxbuffer": "2097152",
+        }
+    )
+    assert config.extended_types_enabled is True
+    assert config.four_letter_whitelist == {"ruok", "cons", "srvr"}  # srvr is always on
+    assert config.super_digest == "super:abc="
+    assert config.jute_max_buffer == 2097152
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("tickTime", "0"),
+        ("tickTime", "abc"),
+        ("extendedTypesEnabled", "maybe"),
+        ("server.1", "127.0.0.1:2888:3888"),
+        ("jute.maxbuffer", "10"),
+    ],
+)
+def test_bad_values_are_refused(key: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        build_config({key: value})
+
+
+def test_unknown_keys_are_kept_not_fatal() -> None:
+    config = build_config({"someFutureKey": "1"})
+    assert config.unknown == {"someFutureKey": "1"}
+
+
+def test_load_config_with_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "zoo.cfg"
+    path.write_text("tickTime=3000\nclientPort=2222\ndataDir=/tmp/x\n")
+    config = load_config(str(path), {"clientPort": "3333"})
+    assert (config.tick_time_ms, config.client_port, config.data_dir) == (3000, 3333, "/tmp/x")
+    assert "tickTime=3000" in config.source_text
+    with pytest.raises(ConfigError):
+        load_config(str(tmp_path / "missing.cfg"))
