@@ -136,6 +136,11 @@ class RawClient:
             assert event.opcode == OpCode.PING or xid == SpecialXid.AUTH, (event, xid)
         return event
 
+    def send_raw_request(self, xid: int, opcode: int, data: bytes) -> None:
+        """Send hand-made request bytes, expecting a reply to (xid, opcode) if any."""
+        self._conn.send_request(xid, opcode, None)  # registers the reply we may get
+        self.send_raw(data)
+
     def send_raw(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)

@@ -108,6 +108,7 @@ class Open(Step):
     read_only: bool | None = False
     last_zxid_seen: int | str = 0
     id_layout: bool = False  # also record the id's top byte and its delta to the last id
+    handshake: bool = True  # False: connect the socket but send no ConnectRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,11 +131,23 @@ class Pipeline(Step):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Raw(Step):
-    """Send raw bytes; record what comes back within `wait_ms` (and whether it closes)."""
+    """Send raw bytes; record what comes back within `wait_ms` (and whether it closes).
+
+    reply_to: (xid, opcode) when the bytes are a request frame the server may answer,
+    so the reply can be decoded.
+    """
 
     session: str
     data: bytes | Callable[[SideContext], bytes]
     wait_ms: int = 1_000
+    reply_to: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mark(Step):
+    """Remember the highest zxid this side has seen so far, as `name` (for setWatches)."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +253,7 @@ class SideContext:
     credentials: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     last_zxid: int = 0  # highest zxid seen in any reply header
     last_session_id: int | None = None
+    marks: dict[str, int] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     start_ms: int = 0
     end_ms: int = 0
@@ -414,6 +428,8 @@ def _open(ctx: SideContext, index: int, step: Open) -> None:
         old.close()
     ctx.clients[step.session] = client
     ctx.cursors[step.session] = 0
+    if not step.handshake:
+        return
     session_id, password = 0, ZERO_PASSWORD
     if step.resume is not None:
         session_id, real_password = ctx.credentials[step.resume]
@@ -475,7 +491,10 @@ def _run_step(ctx: SideContext, index: int, step: Step) -> None:
             client = ctx.clients[name]
             raw = data(ctx) if callable(data) else data
             with contextlib.suppress(ConnectionClosed):
-                client.send_raw(raw)
+                if step.reply_to is not None:
+                    client.send_raw_request(step.reply_to[0], step.reply_to[1], raw)
+                else:
+                    client.send_raw(raw)
             client.poll(step.wait_ms)
             _flush(ctx, index, name)
             if client.closed is None:
@@ -511,6 +530,8 @@ def _run_step(ctx: SideContext, index: int, step: Step) -> None:
             ctx.credentials.pop(name, None)
         case Disconnect(session=name):
             ctx.clients[name].close()
+        case Mark(name=mark):
+            ctx.marks[mark] = ctx.last_zxid
         case Sleep(ms=ms):
             time.sleep(ms / 1000)
         case KeepAlive(session=name, duration_ms=duration_ms, interval_ms=interval_ms):
