@@ -131,6 +131,7 @@ __all__ = [
     "ClientState",
     "Codec",
     "DataOp",
+    "Flag",
     "JsonCodec",
     "LoopThread",
     "RetryPolicy",
@@ -266,6 +267,30 @@ class Waiter:
             return await asyncio.wait_for(asyncio.shield(self._future), timeout_s)
         except TimeoutError:
             return None
+
+
+class Flag:
+    """An awaitable boolean (asyncio.Event), for recipes, which may not import asyncio."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self, timeout_s: float | None = None) -> bool:
+        """True once set; False if `timeout_s` passed first."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 class Watch:
