@@ -1,0 +1,461 @@
+"""`corral bench`: its numbers (percentiles, /proc parsing, formatting, reports) as unit
+tests, and short real runs against Apache ZooKeeper that check the report's structure
+and that exactly the requested number of operations completed. No timing assertions:
+figures are checked for presence and consistency, never for speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.cli import bench_load
+from corral.cli.bench import (
+    _split,
+    add_bench_parser,
+    new_runner,
+    settings_from_args,
+)
+from corral.cli.bench_load import ROOT_PATH, Budget
+from corral.cli.bench_report import (
+    TargetInfo,
+    WorkloadResult,
+    ratios,
+    render_text,
+    to_html,
+    to_json,
+)
+from corral.cli.bench_stats import (
+    LatencySummary,
+    Reservoir,
+    format_count,
+    format_ms,
+    format_ratio,
+    parse_stat_cpu_s,
+    parse_status_rss_bytes,
+    percentile,
+    read_process,
+    render_table,
+    summarize,
+)
+from corral.cli.launch import ZOOKEEPER_INSTALL_HINT, ApacheZooKeeper, zookeeper_available
+
+# --------------------------------------------------------------------------- percentiles
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 1001))
+    assert percentile(values, 500) == 500
+    assert percentile(values, 990) == 990
+    assert percentile(values, 999) == 999
+    assert percentile(values, 1000) == 1000
+    assert percentile(values, 1) == 1
+
+
+def test_percentile_rounds_the_rank_up() -> None:
+    values = list(range(10, 110, 10))  # 10 samples: 10, 20, ..., 100
+    assert percentile(values, 500) == 50  # rank 5
+    assert percentile(values, 990) == 100  # rank ceil(9.9) = 10
+    assert percentile(values, 999) == 100
+    assert percentile(values, 101) == 20  # rank ceil(1.01) = 2
+    assert percentile([7], 999) == 7
+
+
+def test_percentile_refuses_nothing() -> None:
+    with pytest.raises(AssertionError):
+        percentile([], 500)
+
+
+def test_summarize_sorts_and_converts_to_ms() -> None:
+    samples = array("q", [3_000_000, 1_000_000, 2_000_000, 4_000_000])
+    summary = summarize(samples)
+    assert summary == LatencySummary(
+        count=4, p50_ms=2.0, p99_ms=4.0, p999_ms=4.0, mean_ms=2.5, max_ms=4.0
+    )
+    assert summarize([]) is None
+
+
+def test_reservoir_keeps_everything_up_to_its_bound() -> None:
+    reservoir = Reservoir(samples_max=10, seed=1)
+    for value in range(10):
+        reservoir.add(value)
+    assert list(reservoir.samples_ns) == list(range(10))
+    assert reservoir.offered_count == 10
+
+
+def test_reservoir_beyond_its_bound_keeps_a_seeded_sample() -> None:
+    def fill(seed: int) -> list[int]:
+        reservoir = Reservoir(samples_max=50, seed=seed)
+        for value in range(10_000):
+            reservoir.add(value)
+        assert reservoir.offered_count == 10_000
+        return list(reservoir.samples_ns)
+
+    kept = fill(seed=7)
+    assert len(kept) == 50
+    assert len(set(kept)) == 50
+    assert all(0 <= value < 10_000 for value in kept)
+    # Later samples do get in (uniform over all offered, not the first 50).
+    assert max(kept) >= 50
+    assert fill(seed=7) == kept, "reproduce: Reservoir(samples_max=50, seed=7)"
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
+    # comm "(my (odd) name)" holds spaces and parentheses; utime 250, stime 150 ticks.
+    fields_after = "S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 1 0 100 200 300"
+    text = f"4242 (my (odd) name) {fields_after}\n"
+    assert parse_stat_cpu_s(text, ticks_per_s=100) == 4.0
+    assert parse_stat_cpu_s("garbage", ticks_per_s=100) is None
+    assert parse_stat_cpu_s("1 (x) S 1 2", ticks_per_s=100) is None
+
+
+def test_parse_status_reads_vmrss_in_kilobytes() -> None:
+    text = "Name:\tjava\nVmPeak:\t  999 kB\nVmRSS:\t  2048 kB\nThreads:\t40\n"
+    assert parse_status_rss_bytes(text) == 2048 * 1024
+    assert parse_status_rss_bytes("Name:\tkthreadd\n") is None
+
+
+def test_read_process_of_ourselves_and_of_nobody(tmp_path: Path) -> None:
+    sample = read_process(os.getpid())
+    assert sample is not None
+    assert sample.rss_bytes > 0
+    assert sample.cpu_s >= 0
+    assert read_process(12345, proc_root=tmp_path) is None  # no such /proc entry
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def test_formatting_of_counts_latencies_and_ratios() -> None:
+    assert format_count(None) == "-"
+    assert format_count(1234567.8) == "1,234,568"
+    assert format_count(12.34) == "12.3"
+    assert format_ms(None) == "-"
+    assert format_ms(0.1234) == "0.123"
+    assert format_ms(1.234) == "1.23"
+    assert format_ms(12.34) == "12.3"
+    assert format_ms(1234.5) == "1,234"
+    assert format_ratio(3.0, 2.0) == "1.50x"
+    assert format_ratio(1.0, 0.0) == "-"
+    assert format_ratio(None, 2.0) == "-"
+
+
+def test_render_table_aligns_columns() -> None:
+    text = render_table(["name", "value"], [["a", "1"], ["long name", "1,000"]])
+    lines = text.splitlines()
+    assert lines[0] == "name       value"
+    assert lines[1] == "---------  -----"
+    assert lines[2] == "a              1"
+    assert lines[3] == "long name  1,000"
+    two_left = render_table(["a", "b", "n"], [["x", "yy", "1"], ["xx", "y", "22"]], 2)
+    assert two_left.splitlines()[2:] == ["x   yy   1", "xx  y   22"]
+
+
+def _result(target: str, ops_per_s: float, p99_ms: float, **extra: float) -> WorkloadResult:
+    return WorkloadResult(
+        workload="get",
+        target=target,
+        ops_requested=100,
+        ops_completed=100,
+        errors={},
+        duration_s=100 / ops_per_s,
+        ops_per_s=ops_per_s,
+        latency=LatencySummary(
+            count=100, p50_ms=p99_ms / 2, p99_ms=p99_ms, p999_ms=p99_ms, mean_ms=1, max_ms=p99_ms
+        ),
+        server_cpu_s=1.0,
+        server_cpu_pct=50.0,
+        server_rss_mb=100.0,
+        client_cpu_pct=20.0,
+        client_processes=1,
+        failure=None,
+        extra=dict(extra),
+    )
+
+
+def test_text_report_has_a_ratio_row_second_over_first() -> None:
+    results = [
+        _result("zookeeper", 1_000.0, 4.0, bytes_per_znode=200.0),
+        _result("corral", 2_000.0, 2.0, bytes_per_znode=100.0),
+    ]
+    text = render_text(results, ["zookeeper", "corral"])
+    ratio_line = next(line for line in text.splitlines() if "corral/zookeeper" in line)
+    assert "2.00x" in ratio_line  # ops/s
+    assert "0.50x" in ratio_line  # p99 and B/znode
+    assert "B/znode 0.50x" in ratio_line
+    (row,) = ratios(results, ["zookeeper", "corral"])
+    assert row["ops_per_s"] == 2.0
+    assert row["p99_ms"] == 0.5
+    assert row["bytes_per_znode"] == 0.5
+
+
+def test_text_report_lists_failures() -> None:
+    failed = WorkloadResult(
+        **{**_as_kwargs(_result("server", 10.0, 1.0)), "failure": "server closed the connection"}
+    )
+    text = render_text([failed], ["server"])
+    assert "FAILED" in text
+    assert "get on server: server closed the connection" in text
+
+
+def _as_kwargs(result: WorkloadResult) -> dict[str, Any]:
+    return {name: getattr(result, name) for name in WorkloadResult.__dataclass_fields__}
+
+
+def test_json_and_html_reports() -> None:
+    results = [_result("zookeeper", 1_000.0, 4.0), _result("<corral>", 2_000.0, 2.0)]
+    targets = [
+        TargetInfo(name="zookeeper", address="127.0.0.1:1", pid=1, owned=True, version=None),
+        TargetInfo(name="<corral>", address="127.0.0.1:2", pid=2, owned=True, version=None),
+    ]
+    report = to_json(
+        results=results,
+        targets=targets,
+        settings={"ops": 100},
+        machine={"nproc": 2},
+        command=["corral", "bench"],
+        started_at="2026-01-01T00:00:00+00:00",
+    )
+    decoded = json.loads(json.dumps(report))
+    assert decoded["format"] == "corral-bench/1"
+    assert [r["target"] for r in decoded["results"]] == ["zookeeper", "<corral>"]
+    assert decoded["results"][0]["latency"]["p99_ms"] == 4.0
+    assert decoded["ratios"][0]["ops_per_s"] == 2.0
+    page = to_html(
+        results=results,
+        targets=targets,
+        machine={"nproc": 2},
+        command=["corral", "bench"],
+        started_at="now",
+    )
+    assert page.count("<svg") == 2
+    assert "&lt;corral&gt;" in page
+    assert "<corral>" not in page
+    assert "<script" not in page
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="corral")
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_arguments_and_settings() -> None:
+    args = _parse(["bench", "--server", "127.0.0.1:2181", "--quick", "--workloads", "get,set"])
+    settings = settings_from_args(args)
+    assert settings.workloads == ("get", "set")
+    assert settings.quick
+    assert args.server == ("127.0.0.1", 2181)
+    full = settings_from_args(_parse(["bench", "--compare"]))
+    assert full.znodes == 1_000_000
+    assert full.workloads == tuple(bench_load.WORKLOADS)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench"],  # neither --server nor --compare
+        ["bench", "--server", "127.0.0.1:2181", "--compare"],
+        ["bench", "--server", "nowhere"],
+        ["bench", "--compare", "--workloads", "get,teleport"],
+        ["bench", "--compare", "--connections", "0"],
+    ],
+)
+def test_bad_arguments_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parse(argv)
+
+
+def test_split_and_budget() -> None:
+    assert _split(10, 3) == [4, 3, 3]
+    assert sum(_split(1_000_001, 7)) == 1_000_001
+    budget = Budget(first_index=100, ops=3, deadline_ns=1_000)
+    assert [budget.take(0), budget.take(0), budget.take(0), budget.take(0)] == [
+        100,
+        101,
+        102,
+        None,
+    ]
+    late = Budget(first_index=0, ops=3, deadline_ns=1_000)
+    assert late.take(1_000) is None
+    assert late.taken_count == 0
+
+
+# --------------------------------------------------------------------------- real runs
+
+needs_zookeeper = pytest.mark.skipif(not zookeeper_available(), reason=ZOOKEEPER_INSTALL_HINT)
+
+
+@pytest.fixture(scope="module")
+def zookeeper() -> Iterator[ApacheZooKeeper]:
+    if not zookeeper_available():
+        pytest.skip(ZOOKEEPER_INSTALL_HINT)
+    with ApacheZooKeeper() as server:  # stopped by PID on exit
+        yield server
+
+
+def _run(argv: list[str]) -> int:
+    args = _parse(argv)
+    code: int = args.func(args)
+    return code
+
+
+def _results(report_path: Path) -> dict[str, dict[str, Any]]:
+    report = json.loads(report_path.read_text())
+    return {r["workload"]: r for r in report["results"]}
+
+
+def _root_exists(server: ApacheZooKeeper) -> bool:
+    with new_runner() as runner:
+        names: int = runner.run(
+            asyncio.wait_for(
+                bench_load.count_children(server.host, server.port, ROOT_PATH), timeout=30
+            )
+        )
+    return names > 0
+
+
+@pytest.mark.zookeeper
+@needs_zookeeper
+def test_pipelined_workloads_complete_the_requested_count(
+    zookeeper: ApacheZooKeeper, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_path = tmp_path / "report.json"
+    workloads = ["get", "create-delete", "multi", "mix", "latency-write"]
+    code = _run(
+        [
+            "bench",
+            "--server",
+            zookeeper.address,
+            "--pid",
+            str(zookeeper.pid),
+            "--workloads",
+            ",".join(workloads),
+            "--ops",
+            "300",
+            "--duration-s",
+            "120",  # the count is the bound that must stop these runs
+            "--connections",
+            "3",
+            "--in-flight",
+            "4",
+            "--json",
+            str(report_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    results = _results(report_path)
+    assert list(results) == workloads
+    for name, result in results.items():
+        assert result["failure"] is None, name
+        assert result["ops_requested"] == 300, name
+        assert result["ops_completed"] == 300, name
+        assert result["errors"] == {}, name
+        assert result["latency"]["count"] == 300, name
+        assert result["server_rss_mb"] > 0, name
+        assert result["target"] == "server"
+    assert results["latency-write"]["client_processes"] == 1
+    for name in workloads:
+        assert any(line.startswith(name) for line in captured.out.splitlines()), name
+    assert "bench: get on server:" in captured.err  # progress and summary on stderr
+    assert not _root_exists(zookeeper), "bench left its znodes behind"
+
+
+@pytest.mark.zookeeper
+@needs_zookeeper
+def test_fanout_storm_memory_and_client_processes(
+    zookeeper: ApacheZooKeeper, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "report.json"
+    html_path = tmp_path / "report.html"
+    code = _run(
+        [
+            "bench",
+            "--server",
+            zookeeper.address,
+            "--pid",
+            str(zookeeper.pid),
+            "--workloads",
+            "watch-fanout,session-storm,memory,set",
+            "--watchers",
+            "5",
+            "--rounds",
+            "3",
+            "--sessions",
+            "20",
+            "--znodes",
+            "200",
+            "--ops",
+            "200",
+            "--processes",
+            "2",
+            "--connections",
+            "4",
+            "--duration-s",
+            "120",
+            "--json",
+            str(report_path),
+            "--html",
+            str(html_path),
+        ]
+    )
+    assert code == 0
+    results = _results(report_path)
+    fanout = results["watch-fanout"]
+    assert fanout["ops_completed"] == 5 * 3  # notifications received
+    assert fanout["latency"]["count"] == 3  # one sample per round
+    assert fanout["extra"]["watchers"] == 5
+    storm = results["session-storm"]
+    assert storm["ops_completed"] == 20
+    assert storm["client_processes"] == 2
+    memory = results["memory"]
+    assert memory["ops_completed"] == 200
+    assert memory["extra"]["znodes"] == 200
+    assert "bytes_per_znode" in memory["extra"]
+    written = results["set"]
+    assert written["ops_completed"] == 200
+    assert written["client_processes"] == 2
+    assert written["latency"]["count"] == 200
+    for name, result in results.items():
+        assert result["failure"] is None, name
+        assert result["errors"] == {}, name
+    assert "<svg" in html_path.read_text()
+    assert not _root_exists(zookeeper), "bench left its znodes behind"
+
+
+def test_a_server_that_is_not_there_is_a_failure_not_a_hang(tmp_path: Path) -> None:
+    from corral.cli.launch import free_port
+
+    report_path = tmp_path / "report.json"
+    code = _run(
+        [
+            "bench",
+            "--server",
+            f"127.0.0.1:{free_port()}",
+            "--workloads",
+            "get",
+            "--ops",
+            "10",
+            "--json",
+            str(report_path),
+        ]
+    )
+    assert code == 1
+    (result,) = _results(report_path).values()
+    assert result["ops_completed"] == 0
+    assert "setup failed" in result["failure"]
