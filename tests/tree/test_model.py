@@ -1,6 +1,7 @@
 """Model-based property test: DataTree against a small reference model.
 
-Random sequences of create / delete / setData / multi / session open+close / reap are
+Random sequences of create / delete / setData / multi / session open+close / reap /
+snapshot round-trips are
 applied to both; after every step the error codes, the set of paths, data, versions
 and child-create counters must agree, every index must match a recomputation
 (`check_invariants`), visible cversion must equal 2*persisted - numChildren, and no
@@ -18,9 +19,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from corral.protocol.constants import ErrorCode, OpCode
 from corral.protocol.records import Id, MultiRequest, MultiResponse, Record
+from corral.tree.snapshot import decode_snapshot, encode_snapshot
 from corral.tree.tree import DataTree
 from corral.tree.txn import ClientTxn, CloseSessionTxn, CreateSessionTxn, ReapTxn
 from tests.tree.harness import PASSWORD, create_op, delete_op, set_data_op
+from tests.tree.test_snapshot import state_of
 
 NAMES = st.sampled_from(["a", "b", "c"])
 SESSIONS = st.sampled_from([11, 12])
@@ -231,6 +234,12 @@ class TreeMachine(RuleBasedStateMachine):
             assert node.container and not node.children and node.created_children > 0
             assert self._apply(ReapTxn(path=path, time_ms=self.time_ms)).err == ErrorCode.OK
             self.model._remove(path)
+
+    @rule()
+    def snapshot_round_trip(self) -> None:
+        restored = decode_snapshot(encode_snapshot(self.tree))
+        assert state_of(restored) == state_of(self.tree)
+        self.tree = restored  # later steps run on the restored tree
 
     @invariant()
     def matches_model(self) -> None:

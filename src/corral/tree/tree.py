@@ -20,7 +20,7 @@ Rules (server-semantics §1-§14; ZooKeeper 3.9 where 3.8 and 3.9 differ):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -226,6 +226,68 @@ class DataTree:
             return max_never_used_ms != 0 and now_ms - znode.mtime_ms > max_never_used_ms
         ttl_ms = znode.ttl_ms
         return ttl_ms != 0 and now_ms - znode.mtime_ms > ttl_ms
+
+    def walk(self) -> Iterator[tuple[str, Znode]]:
+        """Every (path, znode), parents before children, children in name order.
+        Iterative (no recursion); for snapshots. Do not apply txns while walking."""
+        stack = [ROOT_PATH]
+        while stack:
+            path = stack.pop()
+            znode = self._nodes[path]
+            yield path, znode
+            prefix = "/" if path == ROOT_PATH else path + "/"
+            stack.extend(prefix + name for name in sorted(znode.children, reverse=True))
+
+    @classmethod
+    def restore(
+        cls,
+        *,
+        nodes: Iterable[tuple[str, Znode]],
+        sessions: Iterable[SessionInfo],
+        last_zxid: int,
+        extended_types_enabled: bool = False,
+        skip_acl: bool = False,
+        enforce_quota: bool = False,
+    ) -> DataTree | str:
+        """A tree rebuilt from a snapshot's parts (parents first; `children` of the given
+        znodes are ignored and rebuilt). Returns why the parts are inconsistent, if so."""
+        tree = cls(
+            extended_types_enabled=extended_types_enabled,
+            skip_acl=skip_acl,
+            enforce_quota=enforce_quota,
+        )
+        for info in sessions:
+            if info.session_id in tree._sessions:
+                return f"session {info.session_id:#x} appears twice"
+            tree._sessions[info.session_id] = info
+        for path in list(tree._nodes):
+            tree._index_remove(path, tree._nodes.pop(path))
+        tree.last_zxid = last_zxid
+        for path, znode in nodes:
+            if path in tree._nodes:
+                return f"{path!r} appears twice"
+            znode.children = set()
+            if path != ROOT_PATH:
+                if not is_valid_path(path):
+                    return f"invalid path {path!r}"
+                parent = tree._nodes.get(_parent_of(path))
+                if parent is None:
+                    return f"{path!r} comes before its parent"
+                if parent.is_ephemeral:
+                    return f"{path!r} is the child of an ephemeral"
+                parent.children.add(path[path.rfind("/") + 1 :])
+            elif tree._nodes:
+                return "the root is not first"
+            if znode.is_ephemeral and znode.ephemeral_owner not in tree._sessions:
+                return f"{path!r} belongs to unknown session {znode.ephemeral_owner:#x}"
+            if max(znode.czxid, znode.mzxid, znode.pzxid) > last_zxid:
+                return f"{path!r} has a zxid beyond the snapshot's {last_zxid}"
+            tree._nodes[path] = znode
+            tree._index_add(path, znode)
+        for path in PROTECTED_PATHS:
+            if path not in tree._nodes:
+                return f"{path!r} is missing"
+        return tree
 
     def check_invariants(self) -> None:
         """Recompute every index from the nodes and assert it matches. O(nodes): for
