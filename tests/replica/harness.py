@@ -38,6 +38,8 @@ class FakeClient:
     received: list[Connected | Reply | Notification] = field(default_factory=list)
     closed: bool = False
     next_xid: int = 1
+    decode: bool = True  # False for clients fed raw bytes: their replies are only counted
+    frames: int = 0
 
 
 class Harness:
@@ -79,6 +81,9 @@ class Harness:
             for connection_id, frame in current.reply:
                 client = self.clients.get(connection_id)
                 if client is None or client.closed:
+                    continue
+                client.frames += 1
+                if not client.decode:
                     continue
                 client.codec.receive_data(frame)
                 while True:
@@ -162,6 +167,7 @@ class Harness:
 
     def feed_bytes(self, client: FakeClient, codec: ServerConnection, data: bytes) -> None:
         """Bytes from the client through a real ServerConnection (for fuzzing)."""
+        client.decode = False
         codec.receive_data(data)
         while True:
             event = codec.next_event()
