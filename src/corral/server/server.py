@@ -87,7 +87,8 @@ class Server:
     _next_connection_id: int = field(init=False, default=1)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _listener: asyncio.Server | None = field(init=False, default=None)
-    _execute_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _persist_queue: asyncio.Queue[Outbox] = field(init=False, default_factory=asyncio.Queue)
+    _log_idle: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     bound_port: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -116,7 +117,21 @@ class Server:
 
     async def serve(self, ready: Callable[[int], None] | None = None) -> None:
         os.makedirs(self.config.data_dir, exist_ok=True)
-        await self._execute(self.replica.take_startup_outbox())
+        async with asyncio.TaskGroup() as tasks:
+            log_writer = tasks.create_task(self._log_writer())
+            self._log_idle.set()
+            self._execute(self.replica.take_startup_outbox())
+            # The first term must be durable before the replica can lead and serve.
+            await self._log_idle.wait()
+            await self._serve_clients(tasks, ready)
+            # Finish the persist in flight (a write a client may be waiting for), then stop.
+            await self._log_idle.wait()
+            log_writer.cancel()
+        log.info("corral stopped")
+
+    async def _serve_clients(
+        self, tasks: asyncio.TaskGroup, ready: Callable[[int], None] | None
+    ) -> None:
         self._listener = await asyncio.start_server(
             self._serve_client,
             host=self.config.client_port_address,
@@ -137,14 +152,13 @@ class Server:
         )
         if ready is not None:
             ready(self.bound_port)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._tick_loop())
-            await self._stopping.wait()
-            self._listener.close()
-            for client in list(self._clients.values()):
-                self._close_client(client)
+        ticker = tasks.create_task(self._tick_loop())
+        await self._stopping.wait()
+        self._listener.close()
+        for client in list(self._clients.values()):
+            self._close_client(client)
+        await ticker
         await self._listener.wait_closed()
-        log.info("corral stopped")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -157,7 +171,7 @@ class Server:
                 await asyncio.wait_for(self._stopping.wait(), _TICK_INTERVAL_MS / 1000)
             if self._stopping.is_set():
                 return
-            await self._execute(self.replica.on_tick(monotonic_ms(), wall_ms()))
+            self._execute(self.replica.on_tick(monotonic_ms(), wall_ms()))
 
     # ------------------------------------------------------------------ clients
 
@@ -172,7 +186,7 @@ class Server:
         self._clients[connection_id] = client
         codec = ServerConnection(frame_size_max=self.config.jute_max_buffer)
         try:
-            await self._execute(
+            self._execute(
                 self.replica.on_connection_opened(connection_id, address, port, monotonic_ms())
             )
             if client.closing:
@@ -193,7 +207,7 @@ class Server:
             log.debug("connection %d from %s:%d: %s", connection_id, address, port, e)
         finally:
             self._clients.pop(connection_id, None)
-            await self._execute(self.replica.on_connection_closed(connection_id))
+            self._execute(self.replica.on_connection_closed(connection_id))
             self._close_client(client)
 
     async def _handle_events(
@@ -213,11 +227,9 @@ class Server:
                 return False
             now, wall = monotonic_ms(), wall_ms()
             if isinstance(event, Request):
-                await self._execute(self.replica.on_request(connection_id, event, now, wall))
+                self._execute(self.replica.on_request(connection_id, event, now, wall))
             elif isinstance(event, Connect):
-                await self._execute(
-                    self.replica.on_connect(connection_id, event.request, now, wall)
-                )
+                self._execute(self.replica.on_connect(connection_id, event.request, now, wall))
             elif isinstance(event, BadRequest):
                 log.warning(
                     "request from %s:%d (xid %d, opcode %d): %s",
@@ -227,7 +239,7 @@ class Server:
                     event.opcode,
                     event.reason,
                 )
-                await self._execute(self.replica.on_bad_request(connection_id, event, now))
+                self._execute(self.replica.on_bad_request(connection_id, event, now))
             elif isinstance(event, FourLetterWord):
                 if event.word:
                     text = fourletter.answer(event.word, self, event.argument)
@@ -249,26 +261,38 @@ class Server:
 
     # ------------------------------------------------------------------ outbox execution
 
-    async def _execute(self, out: Outbox) -> None:
-        """Run an Outbox, and whatever persisting it makes possible, in contract order."""
-        async with self._execute_lock:
-            pending: list[Outbox] = [out]
-            while pending:
-                current = pending.pop(0)
-                if current.persist is not None:
-                    await self._log.persist(current.persist)
-                # `send` goes to peers: a standalone server has none.
-                assert not current.send, current.send
-                self._write_frames(current.reply)
-                for connection_id in current.close:
-                    client = self._clients.get(connection_id)
-                    if client is not None:
-                        self._close_client(client)
-                if current.persist is not None:
-                    pending.insert(
-                        0,
-                        self.replica.on_persisted(current.persist.token, monotonic_ms(), wall_ms()),
-                    )
+    def _execute(self, out: Outbox) -> None:
+        """Run an Outbox in contract order; its persist goes to the log writer task.
+
+        Client frames are written at once: the replica only ever replies about entries
+        that were durable before this Outbox was made, so they need not wait for this
+        Outbox's persist (and later Outboxes need not wait either: group commit). The
+        consensus messages of `send` wait for the persist, in the log writer.
+        """
+        self._write_frames(out.reply)
+        for connection_id in out.close:
+            client = self._clients.get(connection_id)
+            if client is not None:
+                self._close_client(client)
+        if out.persist is not None:
+            # The replica hands out one persist at a time (it waits for on_persisted).
+            assert self._persist_queue.empty(), "two persists in flight"
+            self._log_idle.clear()
+            self._persist_queue.put_nowait(out)
+        else:
+            assert not out.send, out.send  # standalone: messages only follow a persist
+
+    async def _log_writer(self) -> None:
+        """Owns the log: persist, then tell the replica, then run what that unlocks."""
+        while True:
+            out = await self._persist_queue.get()
+            assert out.persist is not None
+            await self._log.persist(out.persist)
+            # `send` goes to peers: a standalone server has none.
+            assert not out.send, out.send
+            self._execute(self.replica.on_persisted(out.persist.token, monotonic_ms(), wall_ms()))
+            if self._persist_queue.empty():
+                self._log_idle.set()
 
     def _write_frames(self, frames: list[tuple[int, bytes]]) -> None:
         batches: dict[int, list[bytes]] = {}
