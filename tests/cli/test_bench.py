@@ -39,6 +39,7 @@ from corral.cli.bench_stats import (
     format_count,
     format_ms,
     format_ratio,
+    parse_io_write_bytes,
     parse_stat_cpu_s,
     parse_status_rss_bytes,
     percentile,
@@ -126,11 +127,18 @@ def test_parse_status_reads_vmrss_in_kilobytes() -> None:
     assert parse_status_rss_bytes("Name:\tkthreadd\n") is None
 
 
+def test_parse_io_reads_write_bytes() -> None:
+    text = "rchar: 10\nwchar: 20\nread_bytes: 0\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n"
+    assert parse_io_write_bytes(text) == 8192
+    assert parse_io_write_bytes("rchar: 10\n") is None
+
+
 def test_read_process_of_ourselves_and_of_nobody(tmp_path: Path) -> None:
     sample = read_process(os.getpid())
     assert sample is not None
     assert sample.rss_bytes > 0
     assert sample.cpu_s >= 0
+    assert sample.disk_write_bytes is not None  # our own /proc/<pid>/io is readable
     assert read_process(12345, proc_root=tmp_path) is None  # no such /proc entry
 
 
@@ -177,6 +185,7 @@ def _result(target: str, ops_per_s: float, p99_ms: float, **extra: float) -> Wor
         server_cpu_s=1.0,
         server_cpu_pct=50.0,
         server_rss_mb=100.0,
+        server_disk_write_mb=10.0,
         client_cpu_pct=20.0,
         client_processes=1,
         failure=None,
@@ -198,6 +207,19 @@ def test_text_report_has_a_ratio_row_second_over_first() -> None:
     assert row["ops_per_s"] == 2.0
     assert row["p99_ms"] == 0.5
     assert row["bytes_per_znode"] == 0.5
+
+
+def test_text_report_flags_writes_that_never_reached_the_disk() -> None:
+    volatile = WorkloadResult(
+        **{
+            **_as_kwargs(_result("server", 10.0, 1.0)),
+            "workload": "set",
+            "server_disk_write_mb": 0.0,
+        }
+    )
+    assert "NOTHING WRITTEN TO DISK" in render_text([volatile], ["server"])
+    read_only = WorkloadResult(**{**_as_kwargs(volatile), "workload": "get"})
+    assert "NOTHING WRITTEN TO DISK" not in render_text([read_only], ["server"])
 
 
 def test_text_report_lists_failures() -> None:
@@ -431,6 +453,7 @@ def test_fanout_storm_memory_and_client_processes(
     assert written["ops_completed"] == 200
     assert written["client_processes"] == 2
     assert written["latency"]["count"] == 200
+    assert written["server_disk_write_mb"] > 0  # ZooKeeper logs every setData
     for name, result in results.items():
         assert result["failure"] is None, name
         assert result["errors"] == {}, name

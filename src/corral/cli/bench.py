@@ -465,11 +465,14 @@ def _merge(
         samples.extend(w.samples_ns)
         extra.update(w.extra)
     failures = [w.failure for w in workers if w.failure is not None]
-    server_cpu_s = server_cpu_pct = server_rss_mb = None
+    server_cpu_s = server_cpu_pct = server_rss_mb = server_disk_write_mb = None
     if server_before is not None and server_after is not None:
         server_cpu_s = server_after.cpu_s - server_before.cpu_s
         server_cpu_pct = 100 * server_cpu_s / max(server_wall_s, 1e-9)
         server_rss_mb = server_after.rss_bytes / BYTES_PER_MB
+        if server_before.disk_write_bytes is not None and server_after.disk_write_bytes is not None:
+            written = server_after.disk_write_bytes - server_before.disk_write_bytes
+            server_disk_write_mb = written / BYTES_PER_MB
     return WorkloadResult(
         workload=workload,
         target=target.info.name,
@@ -482,6 +485,7 @@ def _merge(
         server_cpu_s=server_cpu_s,
         server_cpu_pct=server_cpu_pct,
         server_rss_mb=server_rss_mb,
+        server_disk_write_mb=server_disk_write_mb,
         client_cpu_pct=100 * sum(w.cpu_s for w in workers) / duration_s,
         client_processes=len(workers),
         failure="; ".join(failures) if failures else None,
@@ -681,7 +685,7 @@ _ZOOKEEPER_SETTINGS = {
     "jvm": f"-Xmx{ZOOKEEPER_HEAP_SIZE_MAX_MB}m, default JIT and GC",
 }
 _CORRAL_SETTINGS = {
-    "fsync": "before every acknowledgment (corral's only mode)",
+    "forceSync": "yes (fsync before every acknowledgment)",
     "tickTime": "2000 ms",
     "maxClientCnxns": "0 (unlimited)",
 }
@@ -709,7 +713,7 @@ def start_targets(args: argparse.Namespace, stream: IO[str]) -> list[Target]:
             from corral.cli.launch import CorralServer
 
             stream.write("bench: starting corral ...\n")
-            corral = CorralServer(config={"maxClientCnxns": "0"}).start()
+            corral = CorralServer(config={"maxClientCnxns": "0", "forceSync": "yes"}).start()
             targets.append(_started("corral", corral, _CORRAL_SETTINGS))
     except BaseException:
         stop_targets(targets)

@@ -128,58 +128,62 @@ class Workload:
     name: str
     shape: Shape
     summary: str
+    writes: bool  # changes the tree or the session table: must reach the disk
     connections_max: int | None = None  # caps --connections (large values: memory)
     in_flight_max: int | None = None
 
 
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in (
-        Workload(name="get", shape=Shape.PIPELINED, summary="getData of a 100-byte value"),
-        Workload(name="exists", shape=Shape.PIPELINED, summary="exists of a znode"),
-        Workload(name="children", shape=Shape.PIPELINED, summary="getChildren of a znode with 100"),
-        Workload(name="set", shape=Shape.PIPELINED, summary="setData of a 100-byte value"),
-        Workload(
-            name="create-delete",
-            shape=Shape.PIPELINED,
-            summary="create an ephemeral sequential znode, then delete it (2 ops)",
+def _workload(
+    name: str, shape: Shape, writes: bool, summary: str, **caps: int
+) -> tuple[str, Workload]:
+    return name, Workload(name=name, shape=shape, writes=writes, summary=summary, **caps)
+
+
+WORKLOADS: dict[str, Workload] = dict(
+    (
+        _workload("get", Shape.PIPELINED, False, "getData of a 100-byte value"),
+        _workload("exists", Shape.PIPELINED, False, "exists of a znode"),
+        _workload("children", Shape.PIPELINED, False, "getChildren of a znode with 100"),
+        _workload("set", Shape.PIPELINED, True, "setData of a 100-byte value"),
+        _workload(
+            "create-delete",
+            Shape.PIPELINED,
+            True,
+            "create an ephemeral sequential znode, then delete it (2 ops)",
         ),
-        Workload(name="mix", shape=Shape.PIPELINED, summary="90% getData, 10% setData"),
-        Workload(name="multi", shape=Shape.PIPELINED, summary="multi of 5 setData"),
-        Workload(
-            name="latency-read",
-            shape=Shape.SINGLE,
-            summary="getData, one connection, one request in flight",
+        _workload("mix", Shape.PIPELINED, True, "90% getData, 10% setData"),
+        _workload("multi", Shape.PIPELINED, True, "multi of 5 setData"),
+        _workload(
+            "latency-read", Shape.SINGLE, False, "getData, one connection, one request in flight"
         ),
-        Workload(
-            name="latency-write",
-            shape=Shape.SINGLE,
-            summary="setData, one connection, one request in flight",
+        _workload(
+            "latency-write", Shape.SINGLE, True, "setData, one connection, one request in flight"
         ),
-        Workload(
-            name="watch-fanout",
-            shape=Shape.FANOUT,
-            summary="setData on a znode N sessions watch: time to the last notification",
+        _workload(
+            "watch-fanout",
+            Shape.FANOUT,
+            True,
+            "setData on a znode N sessions watch: time to the last notification",
         ),
-        Workload(
-            name="session-storm",
-            shape=Shape.SESSIONS,
-            summary="open a session and close it, on many connections at once",
+        _workload(
+            "session-storm",
+            Shape.SESSIONS,
+            True,
+            "open a session and close it, on many connections at once",
         ),
-        Workload(
-            name="large",
-            shape=Shape.PIPELINED,
-            summary="alternate setData and getData of 512 KiB values",
+        _workload(
+            "large",
+            Shape.PIPELINED,
+            True,
+            "alternate setData and getData of 512 KiB values",
             connections_max=4,
             in_flight_max=2,
         ),
-        Workload(
-            name="memory",
-            shape=Shape.MEMORY,
-            summary="create N znodes of 100 bytes: server RSS growth / N",
+        _workload(
+            "memory", Shape.MEMORY, True, "create N znodes of 100 bytes: server RSS growth / N"
         ),
     )
-}
+)
 
 
 class OpSource(Protocol):

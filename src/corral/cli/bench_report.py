@@ -14,6 +14,7 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from corral.cli.bench_load import WORKLOADS
 from corral.cli.bench_stats import (
     LatencySummary,
     format_count,
@@ -49,6 +50,7 @@ class WorkloadResult:
     server_cpu_s: float | None  # CPU time the server spent during the run
     server_cpu_pct: float | None  # of one core; above 100 for a multi-threaded server
     server_rss_mb: float | None  # resident memory at the end of the run
+    server_disk_write_mb: float | None  # written to storage during the run (durability check)
     client_cpu_pct: float  # summed over client processes; near 100 x processes = saturated
     client_processes: int
     failure: str | None  # why the run stopped early, if it did
@@ -77,6 +79,7 @@ TABLE_HEADER = [
     "p99.9 ms",
     "srv CPU%",
     "srv RSS MB",
+    "srv disk MB",
     "cli CPU%",
     "errors",
     "notes",
@@ -96,6 +99,9 @@ def _notes(result: WorkloadResult) -> str:
         for key, label in EXTRA_LABELS.items()
         if key in result.extra
     ]
+    workload = WORKLOADS.get(result.workload)
+    if workload is not None and workload.writes and result.server_disk_write_mb == 0:
+        parts.append("NOTHING WRITTEN TO DISK")
     if result.failure is not None:
         parts.append("FAILED")
     return ", ".join(parts)
@@ -112,6 +118,7 @@ def _row(result: WorkloadResult) -> list[str]:
         format_ms(_latency(result, "p999_ms")),
         format_count(result.server_cpu_pct),
         format_count(result.server_rss_mb),
+        format_count(result.server_disk_write_mb),
         format_count(result.client_cpu_pct),
         f"{result.error_count:,}",
         _notes(result),
@@ -134,6 +141,7 @@ def _ratio_row(second: WorkloadResult, first: WorkloadResult) -> list[str]:
         format_ratio(_latency(second, "p999_ms"), _latency(first, "p999_ms")),
         format_ratio(second.server_cpu_pct, first.server_cpu_pct),
         format_ratio(second.server_rss_mb, first.server_rss_mb),
+        format_ratio(second.server_disk_write_mb, first.server_disk_write_mb),
         "",
         "",
         ", ".join(notes),
@@ -186,6 +194,7 @@ def ratios(results: list[WorkloadResult], targets: list[str]) -> list[dict[str, 
             "ops_per_s": ratio(second.ops_per_s, first.ops_per_s),
             "server_cpu_pct": ratio(second.server_cpu_pct, first.server_cpu_pct),
             "server_rss_mb": ratio(second.server_rss_mb, first.server_rss_mb),
+            "server_disk_write_mb": ratio(second.server_disk_write_mb, first.server_disk_write_mb),
         }
         for key in ("p50_ms", "p99_ms", "p999_ms", "mean_ms", "max_ms"):
             row[key] = ratio(_latency(second, key), _latency(first, key))

@@ -94,6 +94,9 @@ class Reservoir:
 class ProcessSample:
     cpu_s: float  # user + system CPU time of every thread, since the process started
     rss_bytes: int
+    # Bytes the process caused to be written to storage (/proc/<pid>/io write_bytes),
+    # None where unreadable. Shows whether a server persists at all; not fsync itself.
+    disk_write_bytes: int | None
 
 
 def read_process(pid: int, proc_root: Path = Path("/proc")) -> ProcessSample | None:
@@ -103,11 +106,16 @@ def read_process(pid: int, proc_root: Path = Path("/proc")) -> ProcessSample | N
         status_text = (proc_root / str(pid) / "status").read_text()
     except OSError:
         return None
+    try:
+        io_text: str | None = (proc_root / str(pid) / "io").read_text()
+    except OSError:  # another user's process: /proc/<pid>/io needs ptrace rights
+        io_text = None
     cpu_s = parse_stat_cpu_s(stat_text)
     rss_bytes = parse_status_rss_bytes(status_text)
     if cpu_s is None or rss_bytes is None:
         return None
-    return ProcessSample(cpu_s=cpu_s, rss_bytes=rss_bytes)
+    disk_write_bytes = None if io_text is None else parse_io_write_bytes(io_text)
+    return ProcessSample(cpu_s=cpu_s, rss_bytes=rss_bytes, disk_write_bytes=disk_write_bytes)
 
 
 def parse_stat_cpu_s(stat_text: str, ticks_per_s: int | None = None) -> float | None:
@@ -139,6 +147,16 @@ def parse_status_rss_bytes(status_text: str) -> int | None:
             if len(parts) >= 3 and parts[2] == "kB" and parts[1].isdigit():
                 return int(parts[1]) * 1024
             return None
+    return None
+
+
+def parse_io_write_bytes(io_text: str) -> int | None:
+    """write_bytes from /proc/<pid>/io ("write_bytes: 4096")."""
+    for line in io_text.splitlines():
+        name, _, value = line.partition(":")
+        if name == "write_bytes":
+            value = value.strip()
+            return int(value) if value.isdigit() else None
     return None
 
 
