@@ -377,6 +377,8 @@ def test_pipelined_workloads_complete_the_requested_count(
             "4",
             "--json",
             str(report_path),
+            "--warmup-s",
+            "0.2",
         ]
     )
     captured = capsys.readouterr()
@@ -395,6 +397,7 @@ def test_pipelined_workloads_complete_the_requested_count(
     for name in workloads:
         assert any(line.startswith(name) for line in captured.out.splitlines()), name
     assert "bench: get on server:" in captured.err  # progress and summary on stderr
+    assert "bench: warm-up of server:" in captured.err
     assert not _root_exists(zookeeper), "bench left its znodes behind"
 
 
@@ -482,3 +485,56 @@ def test_a_server_that_is_not_there_is_a_failure_not_a_hang(tmp_path: Path) -> N
     (result,) = _results(report_path).values()
     assert result["ops_completed"] == 0
     assert "setup failed" in result["failure"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.zookeeper
+@needs_zookeeper
+def test_compare_runs_both_servers_alternately_and_stops_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two ZooKeepers stand in for the pair (the development switch): this checks the
+    # side-by-side machinery, not corral's server.
+    report_path = tmp_path / "report.json"
+    code = _run(
+        [
+            "bench",
+            "--compare",
+            "--dev-twin-zookeeper",
+            "--workloads",
+            "get,set",
+            "--ops",
+            "100",
+            "--warmup-s",
+            "0",
+            "--json",
+            str(report_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(report_path.read_text())
+    targets = report["targets"]
+    assert [t["name"] for t in targets] == ["zookeeper", "zookeeper-b"]
+    assert all(t["owned"] for t in targets)
+    assert all(t["settings"]["forceSync"].startswith("yes") for t in targets)
+    # Alternation: the first workload starts on the first server, the next one on the other.
+    order = [(r["workload"], r["target"]) for r in report["results"]]
+    assert order == [
+        ("get", "zookeeper"),
+        ("get", "zookeeper-b"),
+        ("set", "zookeeper-b"),
+        ("set", "zookeeper"),
+    ]
+    assert all(r["ops_completed"] == 100 for r in report["results"])
+    assert [row["workload"] for row in report["ratios"]] == ["get", "set"]
+    assert "zookeeper-b/zookeeper" in captured.out
+    for target in targets:
+        assert not _pid_alive(target["pid"]), f"server {target['pid']} left running"

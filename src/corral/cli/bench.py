@@ -89,6 +89,7 @@ class Settings:
     sessions: int
     znodes: int
     memory_timeout_s: float  # time bound of the memory workload (creating N znodes)
+    warmup_s: float  # unmeasured 90/10 mix on each server before the first workload
     seed: int
     quick: bool
 
@@ -105,6 +106,7 @@ FULL = Settings(
     sessions=5_000,
     znodes=1_000_000,
     memory_timeout_s=900.0,
+    warmup_s=5.0,
     seed=1,
     quick=False,
 )
@@ -117,6 +119,7 @@ QUICK = replace(
     sessions=500,
     znodes=20_000,
     memory_timeout_s=120.0,
+    warmup_s=1.0,
     quick=True,
 )
 
@@ -211,6 +214,11 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=_positive_int, help="watch-fanout: setData rounds")
     parser.add_argument("--sessions", type=_positive_int, help="session-storm: sessions")
     parser.add_argument("--znodes", type=_positive_int, help="memory: znodes created")
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        help="unmeasured load on each server before the first workload (0: none)",
+    )
     parser.add_argument("--seed", type=int, help="seed of latency sampling")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", type=Path, metavar="FILE", help="write an HTML chart")
@@ -233,6 +241,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sessions=args.sessions or base.sessions,
         znodes=args.znodes or base.znodes,
         seed=base.seed if args.seed is None else args.seed,
+        warmup_s=base.warmup_s if args.warmup_s is None else args.warmup_s,
     )
     if settings.connections > CONNECTIONS_MAX or settings.watchers > CONNECTIONS_MAX:
         raise ValueError(f"at most {CONNECTIONS_MAX} connections or watchers")
@@ -507,10 +516,11 @@ def run_workload(
     workload: str,
     settings: Settings,
     stream: IO[str],
+    label: str | None = None,
 ) -> WorkloadResult:
     """One workload on one target: prepare, measure, and (memory) tidy up."""
     shape = WORKLOADS[workload].shape
-    label = f"{workload} on {target.info.name}"
+    label = label or f"{workload} on {target.info.name}"
     if shape is Shape.FANOUT:
         expected_ops, bound_s = settings.watchers * settings.fanout_rounds, settings.duration_s
     elif shape is Shape.SESSIONS:
@@ -773,6 +783,14 @@ def run_bench(args: argparse.Namespace) -> int:
     results: list[WorkloadResult] = []
     try:
         with new_runner() as runner:
+            if settings.warmup_s > 0:
+                # The JVM compiles its hot paths in the first seconds of load: measure
+                # ZooKeeper warm, as it runs in production. corral gets the same.
+                warmup = replace(settings, duration_s=settings.warmup_s)
+                for target in targets:
+                    run_workload(
+                        runner, target, "mix", warmup, stream, f"warm-up of {target.info.name}"
+                    )
             for index, workload in enumerate(settings.workloads):
                 order = targets if index % 2 == 0 else list(reversed(targets))
                 for target in order:

@@ -813,8 +813,12 @@ async def _run_sessions(spec: WorkerSpec, tally: Tally) -> WorkerResult:
             end_ns = time.perf_counter_ns()
             tally.record(end_ns - begin_ns, reply.err, end_ns)
 
-    async with asyncio.timeout(spec.duration_s + spec.drain_timeout_s):
-        await asyncio.gather(*(storm() for _ in range(spec.connections)))
+    try:
+        async with asyncio.timeout(spec.duration_s + spec.drain_timeout_s):
+            await asyncio.gather(*(storm() for _ in range(spec.connections)))
+    except TimeoutError:
+        budget.stop()
+        tally.fail(f"sessions still opening or closing {spec.drain_timeout_s:g} s after the run")
     finished_ns = tally.last_arrival_ns or time.perf_counter_ns()
     return _result(spec.ops, tally, started_ns, finished_ns, time.process_time() - cpu_start_s)
 
