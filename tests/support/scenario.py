@@ -742,8 +742,11 @@ def normalise_four_letter(word: str, text: str) -> list[Field]:
         keys = sorted(tuple(re.findall(r"(\w+)=", line)) for line in lines if line.strip())
         return [*out, Field("per-connection keys", Kind.LITERAL, tuple(keys))]
     if word == "dump":
+        # Section heads only; lines naming sessions or expiry dates are values.
         heads = tuple(
-            line for line in lines if line.endswith(":") and not line.startswith(("\t", "0x"))
+            shape(line)
+            for line in lines
+            if line.endswith(":") and not line.startswith(("\t", "0x")) and "expire" not in line
         )
         return [*out, Field("section heads", Kind.LITERAL, heads)]
     return [*out, Field("text", Kind.LITERAL, text)]

@@ -117,10 +117,12 @@ class _ServerProcess:
         raise NotImplementedError
 
     def _is_ready(self) -> bool:
+        # A server whose whitelist excludes ruok still answers, with a refusal: it is up.
         try:
-            return four_letter_word(self.host, self.port, "ruok").startswith("imok")
+            answer = four_letter_word(self.host, self.port, "ruok")
         except OSError:
             return False
+        return answer.startswith("imok") or "not in the whitelist" in answer
 
     # ------------------------------------------------------------------ public
 
@@ -323,9 +325,9 @@ class ApacheZooKeeper(_ServerProcess):
     def _is_ready(self) -> bool:
         # ZooKeeper answers `ruok` as soon as its listener is up; `srvr` tells whether
         # the database is loaded and requests are served.
+        if not super()._is_ready():
+            return False
         try:
-            if not self.four_letter_word("ruok").startswith("imok"):
-                return False
             return "Zxid:" in self.four_letter_word("srvr")
         except OSError:
             return False
