@@ -314,6 +314,26 @@ def to_html(
         for w, group in grouped
         if any(r.latency is not None for r in group)
     ]
+    memory: list[tuple[str, list[tuple[str, float | None, str]]]] = [
+        (
+            w,
+            [
+                (
+                    r.target,
+                    r.extra.get("bytes_per_znode"),
+                    f"{format_count(r.extra.get('bytes_per_znode'))} B/znode",
+                )
+                for r in group
+            ],
+        )
+        for w, group in grouped
+        if any("bytes_per_znode" in r.extra for r in group)
+    ]
+    memory_chart = (
+        _svg_chart("Memory per znode (RSS growth / znodes, lower is better)", memory, names)
+        if memory
+        else ""
+    )
     machine_text = ", ".join(f"{k}: {v}" for k, v in machine.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>corral bench</title>
@@ -330,6 +350,7 @@ svg .v {{ font-size: 11px; fill: #333; }}
 <p>Each workload's bars are scaled to that workload's largest value.</p>
 {_svg_chart("Throughput (ops/s, higher is better)", throughput, names)}
 {_svg_chart("p99 latency (ms, lower is better)", latency, names)}
+{memory_chart}
 <pre>{html.escape(render_text(results, names))}</pre>
 </body></html>
 """
