@@ -26,3 +26,16 @@ CONTAINER_DELETES_PER_MINUTE_MAX = 10_000
 
 assert PATH_LENGTH_MAX <= FRAME_SIZE_MAX
 assert FRAME_SIZE_MAX <= FRAME_SIZE_HARD_MAX
+
+PEER_FRAME_SIZE_MAX = 16 * 1024 * 1024  # bytes in one replica-to-replica frame
+PEER_QUEUE_FRAMES_MAX = 4_096  # payloads waiting for one peer before new ones are dropped
+PEER_CONNECT_TIMEOUT_MS = 2_000
+PEER_HANDSHAKE_TIMEOUT_MS = 5_000
+
+# Consensus (replica-to-replica). A peer message stays well under the peer frame size.
+APPEND_ENTRIES_MAX = 1_024  # entries in one APPEND message
+APPEND_SIZE_MAX = 4 * 1_048_576  # bytes of entry data in one APPEND (one entry may exceed it)
+INFLIGHT_APPENDS_PER_PEER_MAX = 64  # APPEND messages with entries unacknowledged per peer
+SNAPSHOT_CHUNK_SIZE_MAX = 1_048_576  # bytes of snapshot data in one SNAPSHOT_CHUNK message
+SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory up to this
+assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
