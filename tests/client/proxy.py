@@ -17,6 +17,7 @@ class Proxy:
         self.accepting = True
         self.stalled = False  # when True, client bytes are held back (a request "in flight")
         self.connections_total = 0
+        self.attempts_total = 0  # connection attempts, refused ones included
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -31,6 +32,7 @@ class Proxy:
         return self
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.attempts_total += 1
         if not self.accepting:
             writer.close()
             return

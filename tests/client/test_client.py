@@ -29,6 +29,7 @@ from corral.client.exceptions import (
     OperationTimeout,
     RuntimeInconsistencyError,
     SessionExpired,
+    UnimplementedError,
     ZooKeeperError,
 )
 from corral.client.sync import SyncClient
@@ -320,6 +321,7 @@ def test_failover_reconnect_and_watches_restored_with_relative_zxid(
                 proxy.accepting = True
                 await zk.wait_connected(10)
                 await zk.sync("/")
+                assert dead.attempts_total >= 1  # the other host was tried too
                 assert zk.session_id == session_id
                 assert seen[:2] == [SessionEvent.SUSPENDED, SessionEvent.RECONNECTED]
                 # setWatches with relativeZxid: the change made while away is reported now.
@@ -433,6 +435,36 @@ def test_expired_session_ends_watch_iterators(server: Any, chroot: str) -> None:
                     await watch.next(10)
         finally:
             await proxy.stop()
+
+    run(body())
+
+
+def test_the_connect_string_is_shuffled_by_seed() -> None:
+    hosts = ",".join(f"h{i}:{2000 + i}" for i in range(6))
+    orders = {tuple(Client(hosts, seed=seed).hosts) for seed in range(20)}
+    assert len(orders) > 1
+    assert all(sorted(order) == sorted(next(iter(orders))) for order in orders)
+    assert Client(f"{hosts}/app").chroot == "/app"
+
+
+def test_persistent_watch_falls_back_to_rearmed_one_shot_watches(
+    hosts: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def body() -> None:
+        async with Client(hosts, timeout_s=10) as zk, Client(hosts, timeout_s=10) as other:
+
+            async def no_add_watch(*args: Any, **kwargs: Any) -> None:
+                raise UnimplementedError()  # what a server without addWatch answers
+
+            monkeypatch.setattr(zk, "add_watch", no_add_watch)
+            await zk.create("/f")
+            async with zk.watch("/f", kind="children", persistent=True) as events:
+                for i in range(3):
+                    await other.create(f"/f/c{i}")
+                    event = await events.next(5)
+                    assert event is not None
+                    assert event.type is EventType.NODE_CHILDREN_CHANGED
+                    await zk.sync("/")  # the re-arm (a getChildren) is done before the next
 
     run(body())
 

@@ -326,15 +326,18 @@ class Watch:
     def __call__(self, event: WatchEvent) -> None:
         if self._closed:
             return
+        if self._rearm and event.type is not EventType.NONE:
+            # Spawned before the event is queued, so the re-arming request is written
+            # before the consumer can react to the event (and, say, sync after it).
+            # Changes between the event and the re-arm are not reported one by one: the
+            # one-shot emulation can only say "something changed since".
+            self.client.spawn(self._arm_one_shot())
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             log.error(
                 "watch on %s: %d events not consumed; dropping", self.path, self._queue.qsize()
             )
-            return
-        if self._rearm and event.type is not EventType.NONE:
-            self.client.spawn(self._arm_one_shot())
 
     async def start(self) -> Self:
         if self.persistent:
