@@ -50,13 +50,33 @@ def test_68_auth_with_unknown_scheme_fails(scheme: str) -> None:
     assert authenticate(scheme, b"x:y", super_digest=None) is None
 
 
-def test_whoami_order_and_users() -> None:
-    assert who_am_i((ALICE, BOB, IP, SUPER)) == (
+def test_whoami_lists_identities_in_zookeepers_hash_set_order() -> None:
+    alice = digest_id("alice:pw-a")
+    bob = digest_id("bob:pw-b")
+    # Observed on ZooKeeper 3.8 (differential edge 62): bob before alice, ip last,
+    # although ip was the first identity and alice authenticated before bob.
+    assert who_am_i((IP, alice, bob)) == (
+        ClientInfo(auth_scheme="digest", user="bob"),
+        ClientInfo(auth_scheme="digest", user="alice"),
+        ClientInfo(auth_scheme="ip", user="127.0.0.1"),
+    )
+    # wire-protocol §10.9 capture: [("ip", "127.0.0.1"), ("digest", "user")].
+    assert who_am_i((IP, digest_id("user:pass"))) == (
+        ClientInfo(auth_scheme="ip", user="127.0.0.1"),
+        ClientInfo(auth_scheme="digest", user="user"),
+    )
+    # A set: duplicates collapse.
+    assert who_am_i((IP, SUPER, IP)) == who_am_i((IP, SUPER))
+
+
+def test_whoami_users() -> None:
+    infos = set(who_am_i((ALICE, BOB, IP, SUPER)))
+    assert infos == {
         ClientInfo(auth_scheme="digest", user="alice"),
         ClientInfo(auth_scheme="digest", user="bob"),
         ClientInfo(auth_scheme="ip", user="127.0.0.1"),
         ClientInfo(auth_scheme="super", user=""),
-    )
+    }
 
 
 @pytest.mark.parametrize(
@@ -120,9 +140,14 @@ def test_62_auth_scheme_needs_an_authenticated_identity() -> None:
     creator_all = (acl(31, "auth", ""),)
     assert fix_acl(creator_all, (IP,)) is None
     assert fix_acl(creator_all, (IP, SUPER)) is None
-    assert fix_acl((acl(5, "auth", "ignored"),), (ALICE, IP, BOB)) == (
-        ACL(perms=5, id=ALICE),
-        ACL(perms=5, id=BOB),
+    expanded = fix_acl((acl(5, "auth", "ignored"),), (ALICE, IP, BOB))
+    assert expanded is not None
+    assert set(expanded) == {ACL(perms=5, id=ALICE), ACL(perms=5, id=BOB)}
+    # In ZooKeeper's auth-set order (differential edge 62: bob first).
+    alice, bob = digest_id("alice:pw-a"), digest_id("bob:pw-b")
+    assert fix_acl((acl(13, "auth", ""),), (IP, alice, bob)) == (
+        ACL(perms=13, id=bob),
+        ACL(perms=13, id=alice),
     )
 
 

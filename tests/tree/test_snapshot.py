@@ -22,6 +22,7 @@ def state_of(tree: DataTree) -> tuple[object, ...]:
     return (
         tree.last_zxid,
         dict(tree.sessions),
+        {session_id: tree.ephemeral_peak(session_id) for session_id in tree.sessions},
         nodes,
         tree.node_count,
         tree.ephemeral_count,
@@ -90,6 +91,7 @@ def _snapshot(nodes: list[tuple[str, int]], sessions: int = 0, last_zxid: int = 
         w.int64(index + 1)
         w.int32(4000)
         w.buffer(bytes(16))
+        w.int32(1)  # ephemeral peak
     w.int32(len(nodes))
     for path, owner in nodes:
         w.ustring(path)

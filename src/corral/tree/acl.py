@@ -9,6 +9,8 @@ Rules (server-semantics §11):
   so it is invalid inside an ACL and never matches.
 * super bypasses every check; an empty ACL list allows everything; skip_acl allows
   everything.
+* Identities are listed (auth expansion, whoAmI) in ZooKeeper's hash-set order
+  (javaorder.py), because clients can see that order.
 * Nothing here knows about znodes, sessions or sockets.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from corral.limits import ACL_ENTRIES_MAX
 from corral.protocol.constants import Perm
 from corral.protocol.records import ACL, ClientInfo, Id
+from corral.tree.javaorder import concurrent_set_order
 
 SUPER_ID = Id(scheme="super", id="")
 # Providers whose identities count as "authenticated" for the `auth` scheme (ip does not).
@@ -146,7 +149,7 @@ def fix_acl(acl: Iterable[ACL] | None, identities: Iterable[Id]) -> tuple[ACL, .
         elif scheme == "auth":
             expanded = [
                 ACL(perms=entry.perms, id=identity)
-                for identity in callers
+                for identity in concurrent_set_order(callers)
                 if identity.scheme in _AUTHENTICATED_SCHEMES
             ]
             if not expanded:
@@ -201,9 +204,10 @@ def mask_digests(acl: Iterable[ACL]) -> tuple[ACL, ...]:
 
 
 def who_am_i(identities: Iterable[Id]) -> tuple[ClientInfo, ...]:
-    """One (scheme, user) per identity: ip -> address, digest -> user, super -> ''."""
+    """One (scheme, user) per identity, in ZooKeeper's set order: ip -> address,
+    digest -> user, super -> ''."""
     infos = []
-    for identity in identities:
+    for identity in concurrent_set_order(identities):
         if identity.scheme == "digest":
             user = identity.id.split(":", 1)[0]
         elif identity.scheme == "super":

@@ -1,11 +1,11 @@
 """Snapshot encoding of the replicated state: the data tree and the sessions table.
 
 Rules:
-* Jute, versioned: int SNAPSHOT_FORMAT, long last_zxid, int session count + sessions
-  (long id, int timeout_ms, buffer password), int node count + nodes in parent-first
-  order (ustring path, buffer data, vector<ACL>, long czxid, mzxid, pzxid, ctime_ms,
-  mtime_ms, int version, cversion (persisted), aversion, long ephemeral_owner (internal
-  encoding)). Children are not stored: they follow from the paths.
+* Jute, versioned: int SNAPSHOT_FORMAT, long last_zxid; int session count + sessions
+  (long id, int timeout_ms, buffer password, int ephemeral peak); int node count +
+  nodes in parent-first order (ustring path, buffer data, vector<ACL>, long czxid,
+  mzxid, pzxid, ctime_ms, mtime_ms, int version, cversion (persisted), aversion, long
+  ephemeral_owner (internal encoding)). Children are not stored: the paths imply them.
 * Encoding walks the tree iteratively (DataTree.walk); decoding never recurses either.
 * decode_snapshot(encode_snapshot(t)) reproduces t exactly (Stats, data, ACLs,
   sessions, counters, quota registrations); bad or inconsistent bytes raise DecodeError.
@@ -33,6 +33,7 @@ def encode_snapshot(tree: DataTree) -> bytes:
         w.int64(info.session_id)
         w.int32(info.timeout_ms)
         w.buffer(info.password)
+        w.int32(tree.ephemeral_peak(info.session_id))
     # node_count includes ZooKeeper's "" alias of the root; the walk does not.
     w.int32(tree.node_count - 1)
     for path, znode in tree.walk():
@@ -82,6 +83,7 @@ def decode_snapshot(
         raise DecodeError(f"unknown snapshot format {snapshot_format}")
     last_zxid = r.int64()
     sessions = []
+    peaks: dict[int, int] = {}
     for _ in range(r.count()):
         session_id, timeout_ms, password = r.int64(), r.int32(), r.buffer()
         if password is None:
@@ -89,12 +91,14 @@ def decode_snapshot(
         sessions.append(
             SessionInfo(session_id=session_id, timeout_ms=timeout_ms, password=password)
         )
+        peaks[session_id] = r.int32()
     nodes = [_read_node(r) for _ in range(r.count())]
     if r.remaining != 0:
         raise DecodeError(f"{r.remaining} trailing bytes after the snapshot")
     tree = DataTree.restore(
         nodes=nodes,
         sessions=sessions,
+        ephemeral_peaks=peaks,
         last_zxid=last_zxid,
         extended_types_enabled=extended_types_enabled,
         skip_acl=skip_acl,

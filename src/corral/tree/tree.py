@@ -68,7 +68,7 @@ from corral.protocol.records import (
     Stat,
     StatResponse,
 )
-from corral.tree import quota
+from corral.tree import javaorder, quota
 from corral.tree.acl import check_acl, fix_acl, mask_digests
 from corral.tree.txn import ClientTxn, CloseSessionTxn, CreateSessionTxn, ReapTxn, Txn
 from corral.tree.znode import CONTAINER_OWNER, Znode, int32_increment, ttl_owner
@@ -157,6 +157,9 @@ class DataTree:
         self._nodes: dict[str, Znode] = {}
         self._sessions: dict[int, SessionInfo] = {}
         self._ephemerals: dict[int, set[str]] = {}
+        # Most ephemerals each session ever held at once: the table size of ZooKeeper's
+        # HashSet, which decides the order of deletions on close (javaorder.py).
+        self._ephemeral_peaks: dict[int, int] = {}
         self._reapable: set[str] = set()  # containers and TTL nodes
         self._quota_paths: set[str] = set()  # P for every QUOTA_ROOT + P + /zookeeper_limits
         self._data_size = 0
@@ -193,6 +196,10 @@ class DataTree:
 
     def ephemerals(self, session_id: int) -> frozenset[str]:
         return frozenset(self._ephemerals.get(session_id, ()))
+
+    def ephemeral_peak(self, session_id: int) -> int:
+        """Most ephemerals the session ever held at once (snapshots keep it)."""
+        return self._ephemeral_peaks.get(session_id, 0)
 
     @property
     def node_count(self) -> int:
@@ -244,6 +251,7 @@ class DataTree:
         *,
         nodes: Iterable[tuple[str, Znode]],
         sessions: Iterable[SessionInfo],
+        ephemeral_peaks: Mapping[int, int],
         last_zxid: int,
         extended_types_enabled: bool = False,
         skip_acl: bool = False,
@@ -287,6 +295,12 @@ class DataTree:
         for path in PROTECTED_PATHS:
             if path not in tree._nodes:
                 return f"{path!r} is missing"
+        for session_id, peak in ephemeral_peaks.items():
+            if session_id not in tree._sessions:
+                return f"ephemeral peak for unknown session {session_id:#x}"
+            if peak < tree._ephemeral_peaks.get(session_id, 0):
+                return f"ephemeral peak {peak} of {session_id:#x} below its ephemerals"
+            tree._ephemeral_peaks[session_id] = peak
         return tree
 
     def check_invariants(self) -> None:
@@ -320,6 +334,9 @@ class DataTree:
         assert child_count == len(self._nodes) - 1
         assert data_size == self._data_size, (data_size, self._data_size)
         assert ephemerals == self._ephemerals
+        for session_id, owned in ephemerals.items():
+            assert self._ephemeral_peaks[session_id] >= len(owned), session_id
+        assert set(self._ephemeral_peaks) <= set(self._sessions)
         assert reapable == self._reapable
         assert quota_paths == self._quota_paths
         for path in PROTECTED_PATHS:
@@ -330,12 +347,22 @@ class DataTree:
     def _index_add(self, path: str, znode: Znode) -> None:
         self._data_size += len(path) + znode.data_length
         if znode.is_ephemeral:
-            self._ephemerals.setdefault(znode.ephemeral_owner, set()).add(path)
+            owned = self._ephemerals.setdefault(znode.ephemeral_owner, set())
+            owned.add(path)
+            peak = self._ephemeral_peaks.get(znode.ephemeral_owner, 0)
+            self._ephemeral_peaks[znode.ephemeral_owner] = max(peak, len(owned))
         elif znode.is_container or znode.ttl_ms:
             self._reapable.add(path)
         quota_path = quota.quota_path_of(path, quota.LIMITS_NODE)
         if quota_path is not None:
             self._quota_paths.add(quota_path)
+
+    def _ephemeral_order(self, session_id: int) -> list[str]:
+        """The session's ephemerals in the order ZooKeeper iterates its copy of them."""
+        owned = self._ephemerals.get(session_id, ())
+        members = [(path, self._nodes[path].czxid) for path in sorted(owned)]
+        peak = self._ephemeral_peaks.get(session_id, 0)
+        return javaorder.cloned_hash_set_order(members, peak_size=peak)
 
     def _index_remove(self, path: str, znode: Znode) -> None:
         self._data_size -= len(path) + znode.data_length
@@ -363,6 +390,7 @@ class DataTree:
         assert path not in self._nodes, path
         assert name not in parent.children, path
         old_cversion, old_pzxid = parent.cversion, parent.pzxid
+        old_peak = self._ephemeral_peaks.get(znode.ephemeral_owner)
         self._nodes[path] = znode
         self._index_add(path, znode)
         parent.children.add(name)
@@ -372,6 +400,11 @@ class DataTree:
         def undo() -> None:
             self._detach_raw(path)
             parent.cversion, parent.pzxid = old_cversion, old_pzxid
+            if znode.is_ephemeral:
+                if old_peak is None:
+                    del self._ephemeral_peaks[znode.ephemeral_owner]
+                else:
+                    self._ephemeral_peaks[znode.ephemeral_owner] = old_peak
 
         self._record_undo(undo)
 
@@ -746,10 +779,11 @@ class DataTree:
     def _close_session(self, ctx: _Context) -> _Outcome:
         if ctx.session_id not in self._sessions:
             return ErrorCode.SESSION_EXPIRED, None
-        # Sorted so that every replica deletes (and fires events) in the same order.
-        for path in sorted(self._ephemerals.get(ctx.session_id, ())):
+        # ZooKeeper's order (a HashSet copy), computed deterministically.
+        for path in self._ephemeral_order(ctx.session_id):
             self._delete_node(path, ctx)
         del self._sessions[ctx.session_id]
+        self._ephemeral_peaks.pop(ctx.session_id, None)
         assert ctx.session_id not in self._ephemerals
         return ErrorCode.OK, None
 
@@ -787,11 +821,11 @@ class DataTree:
         if opcode == OpCode.GET_EPHEMERALS:
             assert isinstance(request, GetEphemeralsRequest)
             prefix = request.prefix_path
-            owned = self._ephemerals.get(session_id, ())
+            owned = self._ephemeral_order(session_id)
             if prefix in ("", ROOT_PATH) or prefix.strip() == "":
-                matching = sorted(owned)
+                matching = owned
             else:
-                matching = sorted(path for path in owned if path.startswith(prefix))
+                matching = [path for path in owned if path.startswith(prefix)]
             return ErrorCode.OK, GetEphemeralsResponse(ephemerals=tuple(matching))
         assert isinstance(
             request,
