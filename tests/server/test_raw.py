@@ -6,12 +6,15 @@ which uses corral's own codec so that nothing hides a byte.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from corral.protocol.connection import Notification, Reply
 from corral.protocol.constants import (
@@ -41,7 +44,7 @@ from corral.protocol.records import (
     WatchesRequest,
 )
 from tests.server.conftest import RunningServer, start_server, stop_server
-from tests.support.raw_client import RawClient
+from tests.support.raw_client import ConnectionClosed, RawClient
 
 WAIT_MS = 10_000
 
@@ -419,3 +422,36 @@ def test_own_notification_precedes_own_reply(client: RawClient) -> None:
     client.wait_reply()
     kinds = [type(item).__name__ for item in client.received[-2:]]
     assert kinds == [Notification.__name__, Reply.__name__]
+
+
+_fuzz_frames = st.lists(
+    st.one_of(
+        st.binary(max_size=40),
+        st.tuples(
+            st.integers(-3, 3),
+            st.sampled_from([int(op) for op in OpCode] + [77]),
+            st.binary(max_size=40),
+        ).map(lambda t: struct.pack(">iii", 8 + len(t[2]), t[0], t[1]) + t[2]),
+    ),
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frames=_fuzz_frames, handshake=st.booleans())
+def test_random_bytes_over_tcp_never_hurt_the_server(
+    corral: RunningServer, frames: list[bytes], handshake: bool
+) -> None:
+    with RawClient(corral.host, corral.port, read_timeout_ms=2_000) as raw:
+        if handshake:
+            raw.connect()
+        with contextlib.suppress(ConnectionClosed):
+            raw.send_raw(b"".join(frames))
+        raw.poll(50)
+    # The server still serves a well-behaved client, and its tree is intact.
+    with RawClient(corral.host, corral.port) as probe:
+        assert probe.connect() is not None
+        reply = probe.request(OpCode.EXISTS, ExistsRequest(path="/zookeeper/config", watch=False))
+        assert reply.err == 0
