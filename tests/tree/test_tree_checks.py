@@ -335,3 +335,34 @@ def test_53_any_session_may_delete_another_sessions_ephemeral() -> None:
     assert h.delete("/e", session=S1).err == OK
     assert h.tree.ephemerals(S2) == frozenset()
     assert S2 in h.tree.sessions
+
+
+# --------------------------------------------------------------------------- event ACLs
+
+
+def test_110_111_events_carry_the_acl_that_decides_delivery() -> None:
+    h = Harness()
+    parent_acl = (ACL(perms=Perm.ALL, id=ALICE), acl(Perm.READ, "world", "anyone"))
+    child_acl = (ACL(perms=Perm.ALL, id=BOB),)
+    h.create("/p", acl=parent_acl)
+    created = h.create("/p/c", acl=child_acl, ids=(IP, ALICE))
+    assert [(e.type, e.path, e.acl) for e in created.events] == [
+        (1, "/p/c", child_acl),
+        (4, "/p", parent_acl),
+    ]
+    changed = h.set_data("/p/c", b"x", ids=(IP, BOB))
+    assert [(e.type, e.path, e.acl) for e in changed.events] == [(3, "/p/c", child_acl)]
+    deleted = h.delete("/p/c", ids=(IP, ALICE))
+    assert [(e.type, e.path, e.acl) for e in deleted.events] == [
+        (2, "/p/c", child_acl),
+        (4, "/p", parent_acl),
+    ]
+
+
+def test_93_failed_writes_and_set_acl_fire_nothing() -> None:
+    h = Harness()
+    h.create("/a")
+    assert h.set_data("/a", b"x", version=5).events == ()
+    assert h.set_acl("/a", OPEN_ACL_UNSAFE).events == ()
+    assert h.delete("/a", version=3).events == ()
+    assert h.create("/a").events == ()
