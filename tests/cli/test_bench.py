@@ -217,9 +217,11 @@ def test_text_report_flags_writes_that_never_reached_the_disk() -> None:
             "server_disk_write_mb": 0.0,
         }
     )
-    assert "NOTHING WRITTEN TO DISK" in render_text([volatile], ["server"])
+    assert "NOT LOGGED TO DISK (0.0 B/op)" in render_text([volatile], ["server"])
     read_only = WorkloadResult(**{**_as_kwargs(volatile), "workload": "get"})
-    assert "NOTHING WRITTEN TO DISK" not in render_text([read_only], ["server"])
+    assert "NOT LOGGED TO DISK" not in render_text([read_only], ["server"])
+    logged = WorkloadResult(**{**_as_kwargs(volatile), "server_disk_write_mb": 1.0})
+    assert "NOT LOGGED TO DISK" not in render_text([logged], ["server"])
 
 
 def test_text_report_lists_failures() -> None:

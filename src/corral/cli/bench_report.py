@@ -16,6 +16,7 @@ from typing import Any
 
 from corral.cli.bench_load import WORKLOADS
 from corral.cli.bench_stats import (
+    BYTES_PER_MB,
     LatencySummary,
     format_count,
     format_ms,
@@ -25,6 +26,10 @@ from corral.cli.bench_stats import (
 )
 
 REPORT_FORMAT = "corral-bench/1"
+# A server that logs its writes puts at least a record header on disk per write; below
+# this, a write workload's figures are not those of a durable server. (Log lines of
+# the server's own logger also count as disk writes, hence a threshold, not zero.)
+DURABLE_BYTES_PER_OP_MIN = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,8 +105,15 @@ def _notes(result: WorkloadResult) -> str:
         if key in result.extra
     ]
     workload = WORKLOADS.get(result.workload)
-    if workload is not None and workload.writes and result.server_disk_write_mb == 0:
-        parts.append("NOTHING WRITTEN TO DISK")
+    if (
+        workload is not None
+        and workload.writes
+        and result.server_disk_write_mb is not None
+        and result.ops_completed > 0
+    ):
+        disk_bytes_per_op = result.server_disk_write_mb * BYTES_PER_MB / result.ops_completed
+        if disk_bytes_per_op < DURABLE_BYTES_PER_OP_MIN:
+            parts.append(f"NOT LOGGED TO DISK ({disk_bytes_per_op:.1f} B/op)")
     if result.failure is not None:
         parts.append("FAILED")
     return ", ".join(parts)
