@@ -208,3 +208,16 @@ def test_65_masking_digest_ids() -> None:
         *OPEN_ACL_UNSAFE,
         acl(1, "digest", "nocolon"),
     )
+
+
+def test_acl_entries_limit_at_max_and_max_plus_one() -> None:
+    from corral.limits import ACL_ENTRIES_MAX
+
+    entries = tuple(acl(1, "ip", f"10.{i // 256}.{i % 256}.1") for i in range(ACL_ENTRIES_MAX))
+    assert fix_acl(entries, (IP,)) == entries
+    extra = acl(1, "ip", "11.0.0.1")
+    assert fix_acl((*entries, extra), (IP,)) is None
+    # Duplicates do not count towards the limit.
+    assert fix_acl((*entries, entries[0]), (IP,)) == entries
+    # Nor can `auth` expansion push a list past it.
+    assert fix_acl((*entries[1:], acl(1, "auth", "")), (ALICE, BOB)) is None

@@ -100,3 +100,29 @@ def test_client_txn_checks_opcode_and_request_type() -> None:
 def test_session_password_must_be_16_bytes() -> None:
     with pytest.raises(LocalProtocolError):
         CreateSessionTxn(session_id=1, password=b"short", timeout_ms=4000, time_ms=0)
+
+
+def test_identities_limit_at_max_and_max_plus_one() -> None:
+    from corral.limits import AUTH_IDS_PER_CONNECTION_MAX
+    from corral.protocol.records import Id
+
+    def txn(count: int) -> ClientTxn:
+        identities = tuple(Id(scheme="digest", id=f"u{i}:h") for i in range(count))
+        return ClientTxn(
+            session_id=1,
+            opcode=OpCode.CLOSE_SESSION,
+            request=None,
+            identities=identities,
+            time_ms=0,
+        )
+
+    at_max = txn(AUTH_IDS_PER_CONNECTION_MAX)
+    assert decode_txn(encode_txn(at_max)) == at_max
+    with pytest.raises(LocalProtocolError):
+        txn(AUTH_IDS_PER_CONNECTION_MAX + 1)
+    # A log entry written by a buggy or hostile peer is still refused when decoded.
+    encoded = bytearray(encode_txn(at_max))
+    count_offset = 4 + 8 + 4
+    encoded[count_offset : count_offset + 4] = (AUTH_IDS_PER_CONNECTION_MAX + 1).to_bytes(4, "big")
+    with pytest.raises(DecodeError):
+        decode_txn(bytes(encoded))

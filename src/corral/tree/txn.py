@@ -57,6 +57,11 @@ class ClientTxn:
     time_ms: int  # the leader's wall clock: ctime/mtime of what this txn touches
 
     def __post_init__(self) -> None:
+        # Checked here so that an entry that could not be decoded is never proposed.
+        if len(self.identities) > AUTH_IDS_PER_CONNECTION_MAX:
+            raise LocalProtocolError(
+                f"{len(self.identities)} identities, max {AUTH_IDS_PER_CONNECTION_MAX}"
+            )
         if self.opcode not in CLIENT_TXN_OPS:
             raise LocalProtocolError(f"opcode {self.opcode} is not a logged write")
         record_type = REQUEST_RECORDS[self.opcode]
