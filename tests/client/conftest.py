@@ -1,9 +1,10 @@
 """Fixtures for the client tests: a real server per factory, a fresh chroot per test.
 
-The same tests run against every server in SERVER_FACTORIES. Today that is Apache
-ZooKeeper; corral's server joins by adding `"corral": CorralServer` below once it
-serves clients. Without ZooKeeper installed the ZooKeeper-backed tests skip with the
-install hint, except with CI=true, where they fail.
+The same tests run against every server named in CORRAL_CLIENT_TEST_SERVERS (comma
+separated names from SERVER_FACTORIES; default: zookeeper). `corral` runs them against
+corral's own server (`python -m corral server ...`); to make that the default, add it
+to DEFAULT_SERVERS. Without ZooKeeper installed the ZooKeeper-backed tests skip with
+the install hint, except with CI=true, where they fail.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ from typing import Any, TypeVar
 
 import pytest
 
-from corral.cli.launch import ApacheZooKeeper, zookeeper_available
+from corral.cli.launch import ApacheZooKeeper, CorralServer, zookeeper_available
 
 T = TypeVar("T")
 
 # name -> factory of a not-yet-started server (tick 2000 ms: session timeouts 4000..40000).
 SERVER_FACTORIES: dict[str, Callable[[], Any]] = {
     "zookeeper": lambda: ApacheZooKeeper(tick_time_ms=2000),
+    "corral": lambda: CorralServer(tick_time_ms=2000),
 }
+DEFAULT_SERVERS = "zookeeper"
+SERVERS = [
+    name.strip()
+    for name in os.environ.get("CORRAL_CLIENT_TEST_SERVERS", DEFAULT_SERVERS).split(",")
+    if name.strip()
+]
+assert set(SERVERS) <= set(SERVER_FACTORIES), f"unknown server in {SERVERS}"
 INSTALL_HINT = "Apache ZooKeeper is not installed: apt-get install -y zookeeper"
 TEST_TIMEOUT_S = 60.0
 _counter = itertools.count()
@@ -37,7 +46,7 @@ def _require(name: str) -> None:
         pytest.skip(INSTALL_HINT)
 
 
-@pytest.fixture(scope="session", params=sorted(SERVER_FACTORIES))
+@pytest.fixture(scope="session", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[Any]:
     _require(request.param)
     instance = SERVER_FACTORIES[request.param]()
