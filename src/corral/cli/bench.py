@@ -70,6 +70,9 @@ PROGRESS_INTERVAL_TTY_S = 0.25
 PROGRESS_INTERVAL_LOG_S = 2.0
 ZOOKEEPER_HEAP_SIZE_MAX_MB = 2_048  # room for 1,000,000 znodes without GC thrash
 JCMD_TIMEOUT_S = 120.0
+RSS_SETTLE_TIMEOUT_S = 10.0
+RSS_SETTLE_INTERVAL_S = 0.25
+RSS_SETTLED_BYTES = 1 << 20  # RSS moving less than this per interval counts as settled
 CONNECTIONS_MAX = 10_000
 PROCESSES_MAX = 64
 
@@ -619,7 +622,23 @@ def _jvm_live_heap_bytes(pid: int | None) -> int | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r"\bused (\d+)K", done.stdout)
-    return None if match is None else int(match.group(1)) * 1024
+    if match is None:
+        return None
+    _wait_rss_settled(pid)
+    return int(match.group(1)) * 1024
+
+
+def _wait_rss_settled(pid: int) -> None:
+    """After a full GC, G1 hands the freed heap back to the OS from a background thread:
+    wait (bounded) until RSS stops moving, so the next reading is not mid-uncommit."""
+    deadline_s = time.monotonic() + RSS_SETTLE_TIMEOUT_S
+    previous = read_process(pid)
+    while previous is not None and time.monotonic() < deadline_s:
+        time.sleep(RSS_SETTLE_INTERVAL_S)
+        current = read_process(pid)
+        if current is None or abs(current.rss_bytes - previous.rss_bytes) < RSS_SETTLED_BYTES:
+            return
+        previous = current
 
 
 # --------------------------------------------------------------------------- servers
