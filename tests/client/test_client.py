@@ -477,3 +477,48 @@ def test_sync_facade(hosts: str) -> None:
         assert zk.get("/s")[0] == "new"
         with pytest.raises(ZooKeeperError):
             zk.delete("/nothing")
+
+
+def test_pings_keep_an_idle_session_alive(hosts: str) -> None:
+    async def body() -> None:
+        seen: list[SessionEvent] = []
+        async with Client(hosts, timeout_s=4) as zk, Client(hosts, timeout_s=10) as other:
+            zk.add_listener(seen.append)
+            assert zk.negotiated_timeout_ms == 4000
+            await zk.create("/alive", ephemeral=True)
+            session_id = zk.session_id
+            await asyncio.sleep(6)  # 1.5 session timeouts without a request of ours
+            assert await other.exists("/alive") is not None
+            assert zk.session_id == session_id
+            assert seen == []  # never suspended
+
+    run(body())
+
+
+def test_sync_facade_callbacks_run_on_the_loop_thread(hosts: str) -> None:
+    import threading
+
+    threads: list[str] = []
+    fired = threading.Event()
+
+    def on_event(event: WatchEvent) -> None:
+        threads.append(threading.current_thread().name)
+        fired.set()
+
+    with SyncClient(hosts, timeout_s=10) as zk, SyncClient(hosts, timeout_s=10) as other:
+        zk.create("/cb")
+        zk.get("/cb", watch=on_event)
+        other.set("/cb", b"x")
+        assert fired.wait(10)
+        assert threads == ["corral-client-loop"]
+
+
+def test_importing_the_sans_io_parts_does_not_import_asyncio() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, corral.client.session, corral.client.exceptions; "
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -87,7 +87,9 @@ from corral.protocol.errors import ProtocolError
 from corral.protocol.paths import join_path, path_error
 from corral.protocol.records import (
     ACL,
+    CREATOR_ALL_ACL,
     OPEN_ACL_UNSAFE,
+    READ_ACL_UNSAFE,
     AddWatchRequest,
     CheckVersionRequest,
     ClientInfo,
@@ -121,9 +123,13 @@ from corral.protocol.records import (
 )
 
 __all__ = [
+    "ACL",
     "BYTES",
+    "CREATOR_ALL_ACL",
     "JSON",
     "NO_RETRY",
+    "OPEN_ACL_UNSAFE",
+    "READ_ACL_UNSAFE",
     "STR",
     "BytesCodec",
     "ChildrenOp",
@@ -132,6 +138,7 @@ __all__ = [
     "Codec",
     "DataOp",
     "Flag",
+    "Id",
     "JsonCodec",
     "LoopThread",
     "RetryPolicy",
