@@ -173,3 +173,20 @@ def test_four_letter_srvr_keeps_keys_and_stable_values() -> None:
     assert fields["Mode"] == "standalone"
     assert fields["Latency min/avg/max"] == "9/9.9/9"
     assert fields["keys"][0] == "Zookeeper version"
+
+
+def test_unordered_events_only_where_the_step_says() -> None:
+    def note(path: str) -> Entry:
+        return Entry(
+            0,
+            "w",
+            "notification",
+            [Field("type", Kind.LITERAL, "NODE_DELETED"), Field("path", Kind.LITERAL, path)],
+        )
+
+    a = side(note("/x"), note("/y"), reply(0))
+    b = side(note("/y"), note("/x"), reply(0))
+    ordered = [Op(session="w", opcode=11)]
+    unordered = [Op(session="w", opcode=11, unordered_events=True)]
+    assert len(compare(ordered, a, b, known_differences=False).mismatches) == 2
+    assert compare(unordered, a, b, known_differences=False).mismatches == []

@@ -90,6 +90,10 @@ RecordSource = Record | Callable[["SideContext"], Record] | None
 class Step:
     label: str = ""
     known: Known | None = None
+    # The order of this step's notifications is unspecified (e.g. the ephemerals of a
+    # closed session are deleted in hash order, server-semantics §9): compare them as
+    # a sorted list, still in their places among the replies.
+    unordered_events: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -909,6 +913,8 @@ def compare(
         known = steps[step].known if step < len(steps) else None
         if known is not None and known_differences and _differences_accepted(known, ea, eb):
             continue
+        if step < len(steps) and steps[step].unordered_events:
+            ea, eb = _sort_notifications(ea), _sort_notifications(eb)
         if len(ea) != len(eb) or [e.what for e in ea] != [e.what for e in eb]:
             mismatch(step, "-", "entries", _summary(ea), _summary(eb))
             continue
@@ -1022,6 +1028,17 @@ def _check_times(ctx: SideContext, times: dict[int, int]) -> str | None:
         if not low <= t <= high:
             return f"zxid {zxid:#x} has time {t}, outside the run [{low}, {high}] (ms?)"
     return None
+
+
+def _sort_notifications(entries: list[Entry]) -> list[Entry]:
+    slots = [i for i, e in enumerate(entries) if e.what == "notification"]
+    ordered = sorted(
+        (entries[i] for i in slots), key=lambda e: (str(e.get("type")), str(e.get("path")))
+    )
+    out = list(entries)
+    for i, e in zip(slots, ordered, strict=True):
+        out[i] = e
+    return out
 
 
 def _group(entries: list[Entry]) -> dict[int, list[Entry]]:
