@@ -736,11 +736,16 @@ def normalise_four_letter(word: str, text: str) -> list[Field]:
             Field("keys", Kind.LITERAL, tuple(line.split(":")[0] for line in lines if line)),
         ]
     if word == "envi":
-        keys = tuple(sorted(line.split("=", 1)[0] for line in lines[1:] if "=" in line))
+        # java.* keys describe the JVM; corral has none and prints Python's instead
+        # (docs/compatibility.md, "envi"). The rest must be there in both.
+        keys = {line.split("=", 1)[0] for line in lines[1:] if "=" in line}
+        common = tuple(sorted(k for k in keys if not k.startswith(("java.", "python."))))
+        well_formed = all("=" in line for line in lines[1:] if line)
         return [
             *out,
             Field("first line", Kind.LITERAL, lines[0]),
-            Field("keys", Kind.LITERAL, keys),
+            Field("every line key=value", Kind.LITERAL, well_formed),
+            Field("non-java keys", Kind.LITERAL, common),
         ]
     if word == "cons":
         keys = sorted(tuple(re.findall(r"(\w+)=", line)) for line in lines if line.strip())
