@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corral.client.session import (
     TRANSITIONS,
@@ -377,3 +379,72 @@ def test_parse_hosts(text: str, hosts: list[tuple[str, int]], chroot: str) -> No
 def test_parse_hosts_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_hosts(text)
+
+
+# --------------------------------------------------------------------------- property
+
+_STEP = st.one_of(
+    st.tuples(st.just("submit"), st.integers(0, 0)),
+    st.tuples(st.just("reply"), st.integers(-5, 1_000)),
+    st.tuples(st.just("notify"), st.integers(-1, 1_000)),
+    st.tuples(st.just("reconnect"), st.integers(0, 0)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(_STEP, max_size=60), chunk_size=st.integers(1, 40))
+def test_every_request_completes_once_and_last_zxid_only_grows(
+    steps: list[tuple[str, int]], chunk_size: int
+) -> None:
+    """Random submits, replies (fed in chunks), notifications and reconnects.
+    Hypothesis prints the failing `steps`/`chunk_size`; rerun with them to reproduce."""
+    session = Session(session_timeout_ms=6000)
+    server, _ = handshake(session)
+    outstanding: list[int] = []  # xids in flight, oldest first
+    completed: dict[int, int] = {}  # token -> err
+    submitted = 0
+    highest = 0
+    previous_last = 0
+
+    def feed(data: bytes) -> None:
+        for start in range(0, len(data), chunk_size):
+            for output in session.receive_data(data[start : start + chunk_size], 0):
+                if isinstance(output, Completed):
+                    assert isinstance(output.token, int)
+                    assert output.token not in completed, "completed twice"
+                    completed[output.token] = output.err
+
+    for kind, value in steps:
+        if kind == "submit":
+            xid = session.submit(OpCode.SYNC, PathRecord(path="/"), token=submitted, now_ms=0)
+            outstanding.append(xid)
+            submitted += 1
+            server.receive(session.data_to_send())
+        elif kind == "reply" and outstanding:
+            xid = outstanding.pop(0)
+            feed(encode_reply(xid, value, 0, PathRecord(path="/")))
+            highest = max(highest, value)
+        elif kind == "notify":
+            raw = WatcherEvent(type=EventType.NODE_DATA_CHANGED, state=3, path="/x")
+            feed(encode_notification(raw, value))
+            highest = max(highest, value)
+        elif kind == "reconnect":
+            for output in session.connection_lost(0):
+                if isinstance(output, Completed):
+                    assert isinstance(output.token, int)
+                    assert output.token not in completed, "completed twice"
+                    assert output.err == ErrorCode.CONNECTION_LOSS
+                    completed[output.token] = output.err
+            outstanding.clear()
+            server, _ = handshake(session)
+            assert server.connect is not None
+            assert server.connect.request.last_zxid_seen == session.last_zxid_seen
+        assert session.last_zxid_seen >= previous_last
+        previous_last = session.last_zxid_seen
+    assert session.last_zxid_seen == max(0, highest)
+    for output in session.connection_lost(0):
+        if isinstance(output, Completed):
+            assert isinstance(output.token, int)
+            assert output.token not in completed
+            completed[output.token] = output.err
+    assert sorted(completed) == list(range(submitted))

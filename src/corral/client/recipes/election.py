@@ -74,6 +74,10 @@ class LeaderElection:
                     self._work = self.zk.spawn(_await(result), name=f"leader {self.path}")
             await lock.lost.wait()
             self._step_down()
+            # Our node went with the expired session; release() only unhooks the lock's
+            # session listener (deleting a node that is gone is a no-op).
+            with contextlib.suppress(ZooKeeperError):
+                await lock.release()
             if self.on_lost is not None:
                 self.on_lost()
 
