@@ -86,6 +86,20 @@ def test_fresh_gauges() -> None:
     assert dict(tree.sessions) == {}
 
 
+def test_approximate_data_size_follows_zookeeper() -> None:
+    h = Harness()
+    fresh = h.tree.approximate_data_size
+    h.create("/abc", b"12345")
+    assert h.tree.approximate_data_size == fresh + 4 + 5
+    h.set_data("/abc", None)
+    assert h.tree.approximate_data_size == fresh + 4
+    # The root is in ZooKeeper's map twice ("/" and ""), so its data counts twice.
+    h.set_data("/", b"xyz")
+    assert h.tree.approximate_data_size == fresh + 4 + 2 * 3
+    h.delete("/abc")
+    assert h.tree.approximate_data_size == fresh + 2 * 3
+
+
 def test_74_empty_path_answers_the_root() -> None:
     h = Harness()
     assert h.get_data("") == h.get_data("/")

@@ -212,8 +212,9 @@ class DataTree:
 
     @property
     def approximate_data_size(self) -> int:
-        """Sum of path lengths and data lengths over all znodes (ZooKeeper's gauge)."""
-        return self._data_size
+        """Sum of path lengths and data lengths over ZooKeeper's node map, which also
+        holds "" -> root: the root's data counts twice."""
+        return self._data_size + self._nodes[ROOT_PATH].data_length
 
     def reap_candidates(self, now_ms: int, *, max_never_used_ms: int = 0) -> list[str]:
         """Containers and TTL nodes the reaper should delete now (§12.3), sorted."""
