@@ -198,6 +198,8 @@ class _Pending:
 
 
 _ZERO_PASSWORD = bytes(PASSWORD_SIZE)
+_USABLE = (ClientState.CONNECTED, ClientState.CONNECTED_READ_ONLY)
+_HANDSHAKING = (ClientState.CONNECTING, ClientState.SUSPENDED)
 _CREATE_OPS = (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL)
 
 
@@ -257,7 +259,6 @@ class Session:
         self.last_zxid_seen = 0
         self.state = ClientState.CONNECTING if session_id == 0 else ClientState.SUSPENDED
         self._connection: ClientConnection | None = None
-        self._handshaking = False
         self._outgoing = bytearray()
         self._next_xid = 1
         self._pending: dict[int, _Pending] = {}
@@ -273,10 +274,13 @@ class Session:
 
     @property
     def connected(self) -> bool:
-        return (
-            self.state in (ClientState.CONNECTED, ClientState.CONNECTED_READ_ONLY)
-            and not self._handshaking
-        )
+        return self._connection is not None and self.state in _USABLE
+
+    @property
+    def _handshaking(self) -> bool:
+        # Derived, not a flag: a connection exists and has not brought us to a usable
+        # state (nor to LOST, where the server is about to close it).
+        return self._connection is not None and self.state in _HANDSHAKING
 
     @property
     def read_timeout_ms(self) -> int:
@@ -343,7 +347,6 @@ class Session:
             self.session_id = 0
             self.password = _ZERO_PASSWORD
         self._connection = ClientConnection()
-        self._handshaking = True
         self._outgoing.clear()
         self._ping_outstanding = False
         self._last_send_ms = now_ms
@@ -366,10 +369,9 @@ class Session:
         outputs: list[Output] = []
         if self._connection is None:
             return outputs
+        was_connected = self.connected
         self._connection = None
         self._outgoing.clear()
-        was_connected = self.connected
-        self._handshaking = False
         for pending in self._pending.values():
             if pending.token is not None:
                 outputs.append(
@@ -532,7 +534,6 @@ class Session:
 
     def _on_handshake(self, event: Connected, now_ms: int) -> list[Output]:
         response = event.response
-        self._handshaking = False
         if response.timeout_ms <= 0 or (
             self.session_id != 0 and response.session_id != self.session_id
         ):
