@@ -83,3 +83,45 @@ def test_peak_survives_deletes_but_not_a_failed_multi() -> None:
     h2.multi(*[(1, create_op(f"/e{i}", flags=1)) for i in range(3)], (1, create_op("/e0")))
     assert h2.tree.ephemeral_peak(S1) == 0
     h2.tree.check_invariants()
+
+
+def test_get_children_order_matches_zookeeper() -> None:
+    from corral.protocol.records import GetChildrenResponse
+
+    h = Harness()
+    h.create("/corral")
+    # wire-protocol §4.2: ZooKeeper 3.8 answered getChildren("/") with [zookeeper, corral].
+    assert h.get_children("/") == (0, GetChildrenResponse(children=("zookeeper", "corral")))
+    assert h.get_children("/zookeeper")[1] == GetChildrenResponse(children=("config", "quota"))
+
+
+def test_children_order_depends_on_peak_and_insertion() -> None:
+    from corral.tree.javaorder import hash_set_order
+
+    names = [f"n{i}" for i in range(20)]
+    small = hash_set_order(
+        [(n, i) for i, n in enumerate(names[:3])], peak_size=3, initial_capacity=8
+    )
+    grown = hash_set_order(
+        [(n, i) for i, n in enumerate(names[:3])], peak_size=20, initial_capacity=8
+    )
+    assert sorted(small) == sorted(grown) == sorted(names[:3])
+    h = Harness()
+    h.create("/p")
+    for name in names:
+        h.create(f"/p/{name}")
+    for name in names[3:]:
+        h.delete(f"/p/{name}")
+    _, body = h.get_children("/p")
+    assert list(body.children) == grown  # type: ignore[union-attr]
+    assert h.tree.get("/p").children_peak == 20  # type: ignore[union-attr]
+
+
+def test_failed_multi_restores_children_peak() -> None:
+    from tests.tree.harness import create_op
+
+    h = Harness()
+    h.create("/p")
+    h.multi(*[(1, create_op(f"/p/c{i}")) for i in range(10)], (1, create_op("/p")))
+    assert h.tree.get("/p").children_peak == 0  # type: ignore[union-attr]
+    h.tree.check_invariants()

@@ -16,7 +16,16 @@ from tests.tree.harness import S1, S2, Harness, digest_id
 def state_of(tree: DataTree) -> tuple[object, ...]:
     """Everything a snapshot must preserve, in comparable form."""
     nodes = [
-        (path, znode.data, znode.acl, znode.stat(), znode.cversion, znode.ephemeral_owner)
+        (
+            path,
+            znode.data,
+            znode.acl,
+            znode.stat(),
+            znode.cversion,
+            znode.ephemeral_owner,
+            znode.children_peak,
+            tree.children_in_order(path, znode),
+        )
         for path, znode in tree.walk()
     ]
     return (
@@ -102,6 +111,7 @@ def _snapshot(nodes: list[tuple[str, int]], sessions: int = 0, last_zxid: int = 
         for _ in range(3):
             w.int32(0)
         w.int64(owner)
+        w.int32(8)  # children peak: at least every node's child count here
     return w.getvalue()
 
 

@@ -49,6 +49,20 @@ def hash_map_capacity(peak_size: int) -> int:
     return capacity
 
 
+def hash_set_order(
+    members: Sequence[tuple[str, int]], *, peak_size: int, initial_capacity: int
+) -> list[str]:
+    """Iteration order of a HashSet<String> created with `initial_capacity` that once
+    held `peak_size` entries: by bin, then insertion (`members` are (string, insertion
+    key)); HashMap's resize keeps the relative order of entries that share a bin."""
+    capacity = initial_capacity
+    while peak_size > capacity * 3 // 4:
+        capacity *= 2
+    mask = capacity - 1
+    keyed = sorted(members, key=lambda item: (spread(string_hash(item[0])) & mask, item[1]))
+    return [text for text, _ in keyed]
+
+
 def clone_capacity(size: int) -> int:
     """The table size of a HashSet.clone() of `size` entries (putMapEntries sizing)."""
     wanted = int(size / 0.75 + 1.0)

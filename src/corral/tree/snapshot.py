@@ -5,7 +5,9 @@ Rules:
   (long id, int timeout_ms, buffer password, int ephemeral peak); int node count +
   nodes in parent-first order (ustring path, buffer data, vector<ACL>, long czxid,
   mzxid, pzxid, ctime_ms, mtime_ms, int version, cversion (persisted), aversion, long
-  ephemeral_owner (internal encoding)). Children are not stored: the paths imply them.
+  ephemeral_owner (internal encoding), int children peak). Children are not stored:
+  the paths imply them. The peaks keep ZooKeeper's list orders identical on replicas
+  that restored a snapshot and replicas that replayed the log.
 * Encoding walks the tree iteratively (DataTree.walk); decoding never recurses either.
 * decode_snapshot(encode_snapshot(t)) reproduces t exactly (Stats, data, ACLs,
   sessions, counters, quota registrations); bad or inconsistent bytes raise DecodeError.
@@ -51,6 +53,7 @@ def encode_snapshot(tree: DataTree) -> bytes:
         w.int32(znode.cversion)
         w.int32(znode.aversion)
         w.int64(znode.ephemeral_owner)
+        w.int32(znode.children_peak)
     return w.getvalue()
 
 
@@ -64,9 +67,11 @@ def _read_node(r: Reader) -> tuple[str, Znode]:
     ctime_ms, mtime_ms = r.int64(), r.int64()
     version, cversion, aversion = r.int32(), r.int32(), r.int32()
     owner = r.int64()
+    children_peak = r.int32()
     znode = Znode(data=data, acl=acl, zxid=czxid, time_ms=ctime_ms, ephemeral_owner=owner)
     znode.mzxid, znode.pzxid, znode.mtime_ms = mzxid, pzxid, mtime_ms
     znode.version, znode.cversion, znode.aversion = version, cversion, aversion
+    znode.children_peak = children_peak
     return path, znode
 
 

@@ -82,6 +82,7 @@ PROTECTED_PATHS = frozenset({ROOT_PATH, ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH}
 
 _CREATE_OPS = frozenset({OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL})
 _VALID_FLAGS = frozenset(mode.value for mode in CreateMode)
+_CHILDREN_CAPACITY = 8  # ZooKeeper's DataNode makes its child set with new HashSet<>(8)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,7 +182,9 @@ class DataTree:
             self._nodes[path] = znode
             self._index_add(path, znode)
             if path != ROOT_PATH:
-                self._nodes[_parent_of(path)].children.add(path[path.rfind("/") + 1 :])
+                parent = self._nodes[_parent_of(path)]
+                parent.children.add(path[path.rfind("/") + 1 :])
+                parent.children_peak = len(parent.children)
         self._nodes[CONFIG_PATH].aversion = -1
 
     # ------------------------------------------------------------------ public views
@@ -259,7 +262,8 @@ class DataTree:
         enforce_quota: bool = False,
     ) -> DataTree | str:
         """A tree rebuilt from a snapshot's parts (parents first; `children` of the given
-        znodes are ignored and rebuilt). Returns why the parts are inconsistent, if so."""
+        znodes are ignored and rebuilt, `children_peak` kept). Returns why the parts are
+        inconsistent, if so."""
         tree = cls(
             extended_types_enabled=extended_types_enabled,
             skip_acl=skip_acl,
@@ -296,6 +300,9 @@ class DataTree:
         for path in PROTECTED_PATHS:
             if path not in tree._nodes:
                 return f"{path!r} is missing"
+        for path, znode in tree._nodes.items():
+            if znode.children_peak < len(znode.children):
+                return f"{path!r} has a children peak below its children"
         for session_id, peak in ephemeral_peaks.items():
             if session_id not in tree._sessions:
                 return f"ephemeral peak for unknown session {session_id:#x}"
@@ -329,6 +336,7 @@ class DataTree:
                 parent = self._nodes[_parent_of(path)]
                 assert path[path.rfind("/") + 1 :] in parent.children, path
             child_count += len(znode.children)
+            assert znode.children_peak >= len(znode.children), path
             assert znode.mzxid <= self.last_zxid, path
             assert znode.czxid <= znode.mzxid, path
             assert znode.czxid <= znode.pzxid <= self.last_zxid, path
@@ -357,6 +365,15 @@ class DataTree:
         quota_path = quota.quota_path_of(path, quota.LIMITS_NODE)
         if quota_path is not None:
             self._quota_paths.add(quota_path)
+
+    def children_in_order(self, path: str, znode: Znode) -> list[str]:
+        """Child names in the order ZooKeeper's getChildren lists them (its HashSet,
+        created with capacity 8); insertion order is approximated by czxid, then name."""
+        prefix = "/" if path == ROOT_PATH else path + "/"
+        members = [(name, self._nodes[prefix + name].czxid) for name in sorted(znode.children)]
+        return javaorder.hash_set_order(
+            members, peak_size=znode.children_peak, initial_capacity=_CHILDREN_CAPACITY
+        )
 
     def _ephemeral_order(self, session_id: int) -> list[str]:
         """The session's ephemerals in the order ZooKeeper iterates its copy of them."""
@@ -392,15 +409,18 @@ class DataTree:
         assert name not in parent.children, path
         old_cversion, old_pzxid = parent.cversion, parent.pzxid
         old_peak = self._ephemeral_peaks.get(znode.ephemeral_owner)
+        old_children_peak = parent.children_peak
         self._nodes[path] = znode
         self._index_add(path, znode)
         parent.children.add(name)
+        parent.children_peak = max(old_children_peak, len(parent.children))
         parent.cversion = int32_increment(parent.cversion)
         parent.pzxid = ctx.zxid
 
         def undo() -> None:
             self._detach_raw(path)
             parent.cversion, parent.pzxid = old_cversion, old_pzxid
+            parent.children_peak = old_children_peak
             if znode.is_ephemeral:
                 if old_peak is None:
                     del self._ephemeral_peaks[znode.ephemeral_owner]
@@ -852,11 +872,11 @@ class DataTree:
         if opcode == OpCode.GET_DATA:
             return ErrorCode.OK, GetDataResponse(data=znode.data, stat=znode.stat())
         if opcode == OpCode.GET_CHILDREN:
-            return ErrorCode.OK, GetChildrenResponse(children=tuple(sorted(znode.children)))
+            children = tuple(self.children_in_order(path or ROOT_PATH, znode))
+            return ErrorCode.OK, GetChildrenResponse(children=children)
         if opcode == OpCode.GET_CHILDREN2:
-            return ErrorCode.OK, GetChildren2Response(
-                children=tuple(sorted(znode.children)), stat=znode.stat()
-            )
+            children = tuple(self.children_in_order(path or ROOT_PATH, znode))
+            return ErrorCode.OK, GetChildren2Response(children=children, stat=znode.stat())
         if opcode == OpCode.GET_ALL_CHILDREN_NUMBER:
             return ErrorCode.OK, GetAllChildrenNumberResponse(
                 total_number=self._descendant_count(path or ROOT_PATH, znode)

@@ -53,6 +53,7 @@ class Znode:
         "acl",
         "aversion",
         "children",
+        "children_peak",
         "ctime_ms",
         "cversion",
         "czxid",
@@ -85,6 +86,9 @@ class Znode:
         self.aversion = 0
         self.ephemeral_owner = ephemeral_owner
         self.children: set[str] = set()
+        # Most children ever held at once: the table size of ZooKeeper's HashSet, which
+        # decides the order getChildren answers in (javaorder.py). Never decreases.
+        self.children_peak = 0
 
     def copy(self) -> Znode:
         twin = Znode(data=self.data, acl=self.acl, zxid=self.czxid, time_ms=self.ctime_ms)
@@ -96,6 +100,7 @@ class Znode:
         twin.aversion = self.aversion
         twin.ephemeral_owner = self.ephemeral_owner
         twin.children = set(self.children)
+        twin.children_peak = self.children_peak
         return twin
 
     @property
