@@ -32,21 +32,26 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
-import hashlib
 import inspect
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Self, TypeVar
 
+from corral.client.codecs import (
+    BYTES,
+    JSON,
+    STR,
+    BytesCodec,
+    Codec,
+    JsonCodec,
+    StrCodec,
+    digest_acl,
+)
 from corral.client.exceptions import (
     ClientClosed,
     NoNodeError,
@@ -58,6 +63,7 @@ from corral.client.exceptions import (
     ZooKeeperError,
     error_for,
 )
+from corral.client.retry import NO_RETRY, RetryPolicy
 from corral.client.session import (
     ClientState,
     Completed,
@@ -72,6 +78,7 @@ from corral.client.session import (
     WatchKind,
     parse_hosts,
 )
+from corral.client.transaction import ChildrenOp, DataOp, Transaction
 from corral.limits import PASSWORD_SIZE, PENDING_REQUESTS_PER_CONNECTION_MAX, TTL_MAX_MS, TTL_MIN_MS
 from corral.protocol.constants import (
     AddWatchMode,
@@ -80,7 +87,6 @@ from corral.protocol.constants import (
     EventType,
     KeeperState,
     OpCode,
-    Perm,
     WatcherType,
 )
 from corral.protocol.errors import ProtocolError
@@ -91,11 +97,9 @@ from corral.protocol.records import (
     OPEN_ACL_UNSAFE,
     READ_ACL_UNSAFE,
     AddWatchRequest,
-    CheckVersionRequest,
     ClientInfo,
     Create2Response,
     CreateRequest,
-    CreateResponse,
     CreateTTLRequest,
     DeleteRequest,
     ExistsRequest,
@@ -169,82 +173,6 @@ T = TypeVar("T")
 async def sleep(seconds: float) -> None:
     """asyncio.sleep, for recipes (which may not import asyncio themselves)."""
     await asyncio.sleep(seconds)
-
-
-# --------------------------------------------------------------------------- codecs
-
-
-class Codec(Protocol):
-    def encode(self, value: Any) -> bytes: ...
-    def decode(self, data: bytes) -> Any: ...
-
-
-class BytesCodec:
-    def encode(self, value: Any) -> bytes:
-        if value is None:
-            return b""
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError(f"bytes codec: value must be bytes, not {type(value).__name__}")
-        return bytes(value)
-
-    def decode(self, data: bytes) -> Any:
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class StrCodec:
-    encoding: str = "utf-8"
-
-    def encode(self, value: Any) -> bytes:
-        if not isinstance(value, str):
-            raise TypeError(f"str codec: value must be str, not {type(value).__name__}")
-        return value.encode(self.encoding)
-
-    def decode(self, data: bytes) -> Any:
-        return data.decode(self.encoding)
-
-
-class JsonCodec:
-    """JSON values; an empty znode decodes to None."""
-
-    def encode(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-    def decode(self, data: bytes) -> Any:
-        return json.loads(data) if data else None
-
-
-BYTES: Codec = BytesCodec()
-STR: Codec = StrCodec()
-JSON: Codec = JsonCodec()
-
-
-def digest_acl(user: str, password: str, perms: int = Perm.ALL) -> ACL:
-    """An ACL entry for `digest` auth as `user:password` (ZooKeeper's digest scheme)."""
-    digest = base64.b64encode(hashlib.sha1(f"{user}:{password}".encode()).digest()).decode()
-    return ACL(perms=perms, id=Id(scheme="digest", id=f"{user}:{digest}"))
-
-
-# --------------------------------------------------------------------------- retry
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """How idempotent calls are retried after ConnectionLoss (writes never are)."""
-
-    tries_max: int = 5
-    backoff_initial_s: float = 0.05
-    backoff_max_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.tries_max < 1:
-            raise ValueError("tries_max must be >= 1")
-
-    def backoff_s(self, attempt: int) -> float:
-        return float(min(self.backoff_max_s, self.backoff_initial_s * (2**attempt)))
-
-
-NO_RETRY = RetryPolicy(tries_max=1)
 
 
 class _ConnectionDead(Exception):
@@ -408,114 +336,6 @@ class Watch:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-# --------------------------------------------------------------------------- multi
-
-
-@dataclass(frozen=True, slots=True)
-class DataOp:
-    """multi_read: getData of `path`."""
-
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChildrenOp:
-    """multi_read: getChildren of `path`."""
-
-    path: str
-
-
-class Transaction:
-    """Ops collected, then committed atomically with one multi request."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self._ops: list[tuple[int, Record, str]] = []
-        self.results: list[Any] | None = None
-
-    def create(
-        self,
-        path: str,
-        value: Any = b"",
-        *,
-        acl: Sequence[ACL] | None = None,
-        ephemeral: bool = False,
-        sequential: bool = False,
-        container: bool = False,
-        ttl_ms: int | None = None,
-        codec: Codec | None = None,
-    ) -> Self:
-        opcode, request = self.client._create_request(
-            path, value, acl, ephemeral, sequential, container, ttl_ms, codec
-        )
-        self._ops.append((opcode, request, path))
-        return self
-
-    def delete(self, path: str, version: int = -1) -> Self:
-        server_path = self.client._server_path(path)
-        self._ops.append((OpCode.DELETE, DeleteRequest(path=server_path, version=version), path))
-        return self
-
-    def set(self, path: str, value: Any, version: int = -1, *, codec: Codec | None = None) -> Self:
-        data = (codec or self.client.codec).encode(value)
-        request = SetDataRequest(path=self.client._server_path(path), data=data, version=version)
-        self._ops.append((OpCode.SET_DATA, request, path))
-        return self
-
-    def check(self, path: str, version: int) -> Self:
-        request = CheckVersionRequest(path=self.client._server_path(path), version=version)
-        self._ops.append((OpCode.CHECK, request, path))
-        return self
-
-    async def commit(self, *, timeout_s: float | None = None) -> list[Any]:
-        """Per-op results: created path, None (delete/check) or Stat (set).
-
-        On failure raises the exception of the first failing op, with `.results`
-        holding an exception per op (RuntimeInconsistencyError for the ones after it).
-        """
-        request = MultiRequest(ops=tuple((opcode, record) for opcode, record, _ in self._ops))
-        completed = await self.client._call(
-            OpCode.MULTI, request, timeout_s=timeout_s, idempotent=False
-        )
-        self.client._raise_for(completed, None)
-        body = completed.body
-        assert isinstance(body, MultiResponse)
-        results: list[Any] = []
-        first_error: ZooKeeperError | None = None
-        for (_, _, path), result in zip(self._ops, body.results, strict=False):
-            if result.type == -1:
-                if result.err == 0:
-                    results.append(None)  # rolled back, no error of its own
-                    continue
-                error = error_for(result.err, path)
-                results.append(error)
-                if first_error is None and result.err != ErrorCode.RUNTIME_INCONSISTENCY:
-                    first_error = error
-            elif isinstance(result.body, CreateResponse | Create2Response):
-                results.append(result.body.path)
-            elif isinstance(result.body, StatResponse):
-                results.append(result.body.stat)
-            else:
-                results.append(None)
-        self.results = results
-        if first_error is not None:
-            first_error.results = results
-            raise first_error
-        return results
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            await self.commit()
 
 
 # --------------------------------------------------------------------------- the client
