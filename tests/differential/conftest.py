@@ -9,7 +9,7 @@ CI=true they fail instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -123,7 +123,7 @@ class Differential:
         try:
             b = start_second(spec)
             try:
-                self._compare(steps, a, b, literal_zxids)
+                self._compare(steps, a, b, literal_zxids, restarts=(a.restart, b.restart))
             finally:
                 b.stop()
         finally:
@@ -135,6 +135,7 @@ class Differential:
         a: ApacheZooKeeper,
         b: ApacheZooKeeper | CorralServer,
         literal_zxids: bool,
+        restarts: tuple[Callable[[], object], Callable[[], object]] | None = None,
     ) -> None:
         comparison = run_differential(
             self.name,
@@ -143,6 +144,7 @@ class Differential:
             (b.host, b.port),
             known_differences=not self_mode(),
             literal_zxids=literal_zxids,
+            restarts=restarts,  # type: ignore[arg-type]
         )
         if comparison.mismatches:
             pytest.fail(report(self.name, comparison), pytrace=False)

@@ -10,8 +10,10 @@ from tests.support.scenario import (
     ExpectClosed,
     KeepAlive,
     Open,
+    Restart,
     WaitEvents,
 )
+from tests.support.servers import SHARED_SPEC
 
 
 def test_edge_077_timeout_negotiation(diff) -> None:
@@ -181,4 +183,27 @@ def test_session_disconnect_keeps_session_until_resumed(diff) -> None:
             CloseSession(session="a2"),
             exists("w", f"{ns}/e"),
         ]
+    )
+
+
+def test_edge_133_restart_keeps_data_and_sessions(diff) -> None:
+    diff.run(
+        [
+            Open(session="a", timeout_ms=10_000),
+            Open(session="b", timeout_ms=4_000),
+            create("a", "/p", b"kept"),
+            create("a", "/e", flags=1),
+            create("b", "/eb", flags=1),
+            Restart(),
+            Open(session="a2", resume="a", timeout_ms=10_000),
+            get_data("a2", "/p"),
+            exists("a2", "/e"),
+            exists("a2", "/eb", watch=True),
+            create("a2", "/after"),
+            WaitEvents(session="a2", count=1, wait_ms=20_000),
+            exists("a2", "/eb"),
+            Open(session="b2", resume="b"),
+            ExpectClosed(session="b2"),
+        ],
+        spec=SHARED_SPEC,
     )

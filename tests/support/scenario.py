@@ -207,6 +207,11 @@ class KeepAlive(Step):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Restart(Step):
+    """Restart the server cleanly (same port and data); every connection drops."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FourLetter(Step):
     word: str
     data: bytes | None = None  # raw bytes to send instead of the word (e.g. b"xxxx")
@@ -258,6 +263,7 @@ class SideContext:
     last_zxid: int = 0  # highest zxid seen in any reply header
     last_session_id: int | None = None
     marks: dict[str, int] = field(default_factory=dict)
+    restart: Callable[[], None] | None = None  # restarts this side's server (fresh pairs)
     entries: list[Entry] = field(default_factory=list)
     start_ms: int = 0
     end_ms: int = 0
@@ -534,6 +540,12 @@ def _run_step(ctx: SideContext, index: int, step: Step) -> None:
             ctx.credentials.pop(name, None)
         case Disconnect(session=name):
             ctx.clients[name].close()
+        case Restart():
+            assert ctx.restart is not None, "Restart needs a fresh pair (diff.run(spec=...))"
+            for client in ctx.clients.values():
+                client.close()
+            ctx.restart()
+            ctx.entries.append(Entry(index, "-", "restarted"))
         case Mark(name=mark):
             ctx.marks[mark] = ctx.last_zxid
         case Sleep(ms=ms):
@@ -577,8 +589,13 @@ def _cleanup(ctx: SideContext) -> None:
             pass
 
 
-def run_side(host: str, port: int, steps: Sequence[Step]) -> SideContext:
-    ctx = SideContext(host=host, port=port)
+def run_side(
+    host: str,
+    port: int,
+    steps: Sequence[Step],
+    restart: Callable[[], None] | None = None,
+) -> SideContext:
+    ctx = SideContext(host=host, port=port, restart=restart)
     ctx.start_ms = int(time.time() * 1000)
     try:
         for index, step in enumerate(steps):
@@ -1105,12 +1122,14 @@ def run_differential(
     *,
     known_differences: bool,
     literal_zxids: bool = False,
+    restarts: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Comparison:
     """Run `steps` against A and B concurrently, compare, and account in TOTALS."""
     results: dict[str, SideContext] = {}
 
     def run(side: str, address: tuple[str, int]) -> None:
-        results[side] = run_side(address[0], address[1], steps)
+        restart = None if restarts is None else restarts[0 if side == "A" else 1]
+        results[side] = run_side(address[0], address[1], steps, restart)
 
     threads = [
         threading.Thread(target=run, args=(side, address), name=f"{name}-{side}", daemon=True)

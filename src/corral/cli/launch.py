@@ -156,12 +156,14 @@ class _ServerProcess:
         return data[-size:].decode("utf-8", errors="replace")
 
     def start(self) -> Self:
+        """Start; after `stop(keep_workdir=True)` this restarts on the same port and data."""
         assert self._process is None, "already started"
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"corral-{self.name}-"))
-        self.data_dir.mkdir()
-        self.port = free_port()
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"corral-{self.name}-"))
+            self.data_dir.mkdir()
+            self.port = free_port()
         argv, env = self._command(self._workdir)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -222,6 +224,11 @@ class _ServerProcess:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
+
+    def restart(self) -> Self:
+        """A clean restart (SIGTERM, then start again) keeping the port and the data."""
+        self.stop(keep_workdir=True)
+        return self.start()
 
     def kill(self) -> None:
         """SIGKILL and reap (a crash, as `kill -9` would do); the workdir stays."""
