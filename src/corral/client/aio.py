@@ -232,8 +232,10 @@ class Watch:
     """Watch events as an async iterator (also usable as a callback target).
 
     One-shot (`persistent=False`): yields the first event, then stops. Persistent: uses
-    addWatch (recursive if asked); on a server without addWatch it re-arms a one-shot
-    watch of `kind` after each event. Session expiry ends the iteration with
+    addWatch (recursive if asked) and then yields every event type for the path (and,
+    if recursive, for every descendant, NodeChildrenChanged excepted), whatever `kind`
+    says; on a server without addWatch it re-arms a one-shot watch of `kind` after each
+    event. Session expiry ends the iteration with
     SessionExpired (the server forgot the watch with the session).
     """
 
