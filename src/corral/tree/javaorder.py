@@ -10,6 +10,8 @@ ConcurrentHashMap. Pure functions, deterministic; nothing here is a Python set o
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -18,14 +20,21 @@ from corral.protocol.records import Id
 T = TypeVar("T")
 
 _DEFAULT_CAPACITY = 16
+STRING_HASH_CACHE_ENTRIES_MAX = 1 << 17  # strings; bounds string_hash's memo
 
 
+@functools.lru_cache(maxsize=STRING_HASH_CACHE_ENTRIES_MAX)
 def string_hash(text: str) -> int:
-    """Java's String.hashCode over UTF-16 code units, as an unsigned 32-bit value."""
-    units = text.encode("utf-16-be", errors="surrogatepass")
+    """Java's String.hashCode over UTF-16 code units, as an unsigned 32-bit value.
+    Cached: getChildren hashes every child name on each call."""
+    if text.isascii():
+        units: Iterable[int] = text.encode("ascii")
+    else:
+        raw = text.encode("utf-16-be", errors="surrogatepass")
+        units = struct.unpack(f">{len(raw) // 2}H", raw)
     value = 0
-    for index in range(0, len(units), 2):
-        value = (31 * value + (units[index] << 8 | units[index + 1])) & 0xFFFFFFFF
+    for unit in units:
+        value = (31 * value + unit) & 0xFFFFFFFF
     return value
 
 
