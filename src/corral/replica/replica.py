@@ -498,6 +498,10 @@ class Replica:
         self._pump(out)
         return out
 
+    def session_deadline_ms(self, session_id: int) -> int | None:
+        """When the session expires unless it is heard from (monotonic ms), if tracked here."""
+        return self._expiry.deadline_ms(session_id)
+
     def next_timer_ms(self) -> int:
         """The next monotonic instant at which `on_tick` has something to do."""
         candidates = [self._next_raft_tick_ms, self._next_reap_ms]
@@ -573,6 +577,10 @@ class Replica:
         self, txn: CreateSessionTxn, origin: tuple[int, _Pending] | None, out: Outbox
     ) -> None:
         if origin is None:
+            # Replayed from the log at start-up: a fresh full timeout to come back, like
+            # the sessions restored from a snapshot (ZooKeeper semantics).
+            if txn.session_id in self.tree.sessions:
+                self._expiry.touch(txn.session_id, txn.timeout_ms, self._now_ms)
             return
         connection_id, pending = origin
         connection = self.connections.get(connection_id)
@@ -657,7 +665,16 @@ class Replica:
             if path in self._pending_reaps:
                 continue
             self._pending_reaps.add(path)
-            self._propose(None, None, ReapTxn(path=path, time_ms=wall_ms), out)
+            self._propose(
+                None,
+                None,
+                ReapTxn(
+                    path=path,
+                    time_ms=wall_ms,
+                    max_never_used_ms=self.config.container_max_never_used_ms,
+                ),
+                out,
+            )
             budget -= 1
 
     def _new_session_id(self) -> int:

@@ -14,6 +14,7 @@ import platform
 import resource
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -134,8 +135,10 @@ def _srvr(view: ServerView) -> str:
 
 def _connection_brief(connection: ConnectionInfo) -> str:
     queued = len(connection.queue)
+    # ZooKeeper shows the interest set; a connection still in its first packet shows 0.
+    interest = 1 if connection.handshake_done else 0
     return (
-        f" /{connection.address}:{connection.port}[1]"
+        f" /{connection.address}:{connection.port}[{interest}]"
         f"(queued={queued},recved={connection.packets_received},sent={connection.packets_sent}"
     )
 
@@ -275,19 +278,56 @@ def _wchp(view: ServerView) -> str:
     return "\n".join(lines) + "\n\n" if lines else "\n"
 
 
+def java_date(wall_ms: int) -> str:
+    """A time as Java's Date.toString() prints it: `Thu Nov 26 10:30:41 UTC 2026`."""
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(wall_ms / 1000))
+
+
+def _buckets(view: ServerView, deadlines: list[tuple[int, str]]) -> list[str]:
+    """ZooKeeper's ExpiryQueue dump: `Sets (buckets)/(items):`, then each bucket in time order."""
+    by_deadline: dict[int, list[str]] = {}
+    for deadline_ms, item in deadlines:
+        by_deadline.setdefault(deadline_ms, []).append(item)
+    lines = [f"Sets ({len(by_deadline)})/({len(deadlines)}):"]
+    offset_ms = view.wall_ms() - view.now_ms()
+    for deadline_ms in sorted(by_deadline):
+        items = by_deadline[deadline_ms]
+        lines.append(f"{len(items)} expire at {java_date(deadline_ms + offset_ms)}:")
+        lines.extend(f"\t{item}" for item in items)
+    return lines
+
+
 def _dump(view: ServerView) -> str:
     replica = view.replica
-    lines = ["SessionTracker dump:", f"Session Sets ({len(replica.tree.sessions)}):"]
-    for session in replica.tree.sessions.values():
-        lines.append(f"0x{session.session_id & 0xFFFFFFFFFFFFFFFF:x}")
+    sessions: list[tuple[int, str]] = []
+    for session_id in replica.tree.sessions:
+        deadline_ms = replica.session_deadline_ms(session_id)
+        if deadline_ms is not None:
+            sessions.append((deadline_ms, f"0x{session_id & 0xFFFFFFFFFFFFFFFF:x}"))
+    lines = [
+        "SessionTracker dump:",
+        "Session " + _buckets(view, sessions)[0],
+        *_buckets(view, sessions)[1:],
+    ]
     lines.append("ephemeral nodes dump:")
     owners = [s for s in replica.tree.sessions.values() if replica.tree.ephemerals(s.session_id)]
     lines.append(f"Sessions with Ephemerals ({len(owners)}):")
     for session in owners:
         lines.append(f"0x{session.session_id & 0xFFFFFFFFFFFFFFFF:x}:")
         lines.extend(f"\t{path}" for path in sorted(replica.tree.ephemerals(session.session_id)))
-    lines.append("Connections dump:")
-    lines.append(f"Connections Sets ({len(replica.connections)}):")
+    connections: list[tuple[int, str]] = []
+    for connection in replica.connections.values():
+        deadline_ms = (
+            replica.session_deadline_ms(connection.session_id) if connection.session_id else None
+        )
+        if deadline_ms is None:
+            deadline_ms = connection.opened_ms + replica.config.handshake_timeout_ms
+        sid = connection.session_id & 0xFFFFFFFFFFFFFFFF
+        connections.append(
+            (deadline_ms, f"ip: /{connection.address}:{connection.port} sessionId: 0x{sid:x}")
+        )
+    buckets = _buckets(view, connections)
+    lines += ["Connections dump:", "Connections " + buckets[0], *buckets[1:]]
     return "\n".join(lines) + "\n"
 
 
@@ -361,7 +401,7 @@ _HANDLERS: dict[str, Callable[[ServerView], str]] = {
     "mntr": _mntr,
     "crst": _crst,
     "srst": _srst,
-    "gtmk": lambda view: f"{view.trace_mask}\n",
-    "stmk": lambda view: f"{view.trace_mask}\n",
+    "gtmk": lambda view: f"{view.trace_mask}",
+    "stmk": lambda view: f"{view.trace_mask}",
     "hash": lambda view: "",
 }

@@ -17,26 +17,13 @@ import enum
 from dataclasses import dataclass
 
 from corral.limits import AUTH_IDS_PER_CONNECTION_MAX, PASSWORD_SIZE
-from corral.protocol.constants import OpCode
+from corral.protocol.constants import WRITE_OPS
 from corral.protocol.errors import DecodeError, LocalProtocolError
 from corral.protocol.jute import Reader, Writer
 from corral.protocol.records import REQUEST_RECORDS, Id, Record
 
 # Opcodes a ClientTxn may carry: the writes that go through the log.
-CLIENT_TXN_OPS: frozenset[int] = frozenset(
-    {
-        OpCode.CREATE,
-        OpCode.CREATE2,
-        OpCode.CREATE_CONTAINER,
-        OpCode.CREATE_TTL,
-        OpCode.DELETE,
-        OpCode.SET_DATA,
-        OpCode.SET_ACL,
-        OpCode.MULTI,
-        OpCode.RECONFIG,
-        OpCode.CLOSE_SESSION,
-    }
-)
+CLIENT_TXN_OPS: frozenset[int] = frozenset(WRITE_OPS)
 
 
 class TxnKind(enum.IntEnum):
