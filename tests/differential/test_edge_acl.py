@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from corral.protocol.constants import OpCode
-from corral.protocol.records import ACL, PathRecord
+from corral.protocol.records import PathRecord
 from tests.differential.ops import (
     acl,
     all_children_number,
@@ -27,7 +29,8 @@ from tests.support.scenario import Drain, ExpectClosed, Known, Op, Open
 from tests.support.servers import SUPER_PASSWORD
 
 ALICE = digest_id("alice", "pw-a")
-BOB = digest_id("bob", "pw-b")
+
+pytestmark = pytest.mark.zookeeper
 
 
 def login(s: str, user: str, password: str) -> Op:
@@ -454,6 +457,3 @@ def test_edge_076_children_compared_as_sets(diff) -> None:
             Drain(session="a"),
         ]
     )
-
-
-_ = ACL, BOB

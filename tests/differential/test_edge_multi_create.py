@@ -14,6 +14,7 @@ from tests.differential.ops import (
     create2,
     create_container,
     create_ttl,
+    delete,
     exists,
     get_data,
     m_check,
@@ -27,9 +28,13 @@ from tests.differential.ops import (
     m_ttl,
     multi,
     multi_read,
+    set_acl,
+    set_data,
 )
 from tests.support.scenario import Drain, ExpectClosed, Known, Op, Open
 from tests.support.servers import SHARED_SPEC, ServerSpec
+
+pytestmark = pytest.mark.zookeeper
 
 
 def test_edge_021_multi_fails_at_third_op(diff) -> None:
@@ -145,6 +150,8 @@ def test_edge_027_multi_result_types(diff) -> None:
                 m_set(f"{ns}/s", b"y"),
                 m_check(f"{ns}/s", 1),
             ),
+            # The TTL node would be reaped in a minute, mid-way through a later scenario.
+            delete("a", f"{ns}/c3"),
         ]
     )
 
@@ -187,16 +194,10 @@ def test_edge_030_failed_multi_fires_no_watch(diff) -> None:
             exists("w", f"{ns}/new", watch=True),
             multi("a", m_set(f"{ns}/x", b"1"), m_create(f"{ns}/new"), m_check(f"{ns}/x", 42)),
             Drain(session="w"),
-            set_data_step("a", f"{ns}/x"),
+            set_data("a", f"{ns}/x", b"later"),
             Drain(session="w"),
         ]
     )
-
-
-def set_data_step(s: str, path: str) -> Op:
-    from tests.differential.ops import set_data
-
-    return set_data(s, path, b"later")
 
 
 def test_edge_031_top_level_check(diff) -> None:
@@ -313,20 +314,10 @@ def test_edge_039_no_auth_beats_node_exists(diff) -> None:
             create("a", f"{ns}/p/x"),
             create("a", f"{ns}/q"),
             create("a", f"{ns}/q/x"),
-            Op(
-                session="a",
-                opcode=OpCode.SET_ACL,
-                record=_set_acl(f"{ns}/q", [acl(31 & ~4)]),
-            ),
+            set_acl("a", f"{ns}/q", [acl(31 & ~4)]),
             create("a", f"{ns}/q/x"),
         ]
     )
-
-
-def _set_acl(path: str, acls):
-    from corral.protocol.records import SetACLRequest
-
-    return SetACLRequest(path=path, acl=tuple(acls), version=-1)
 
 
 def test_edge_040_no_children_for_ephemerals(diff) -> None:
@@ -435,12 +426,6 @@ def test_edge_047_children_of_zookeeper_nodes(diff) -> None:
             create("a", f"/zookeeper/{name}"),
             create("a", f"/zookeeper/config/{name}"),
             exists("a", f"/zookeeper/{name}"),
-            Op(session="a", opcode=OpCode.DELETE, record=_delete(f"/zookeeper/{name}")),
+            delete("a", f"/zookeeper/{name}"),
         ]
     )
-
-
-def _delete(path: str):
-    from corral.protocol.records import DeleteRequest
-
-    return DeleteRequest(path=path, version=-1)

@@ -27,7 +27,6 @@ from tests.differential.ops import (
 )
 from tests.support.scenario import (
     Drain,
-    ExpectClosed,
     FourLetter,
     Open,
     Raw,
@@ -38,6 +37,8 @@ from tests.support.scenario import (
 from tests.support.servers import SHARED_SPEC, ServerSpec
 
 FRAME_SIZE_MAX = 0xFFFFF  # jute.maxbuffer default, what both servers run with
+
+pytestmark = pytest.mark.zookeeper
 
 
 # --------------------------------------------------------------------------- containers, TTL
@@ -329,6 +330,3 @@ def test_multi_fails_at_each_position(diff, position: int) -> None:
             Drain(session="w"),
         ]
     )
-
-
-_ = ExpectClosed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.differential.ops import children, create, exists, get_data
 from tests.support.scenario import (
     CloseSession,
@@ -14,6 +16,8 @@ from tests.support.scenario import (
     WaitEvents,
 )
 from tests.support.servers import SHARED_SPEC
+
+pytestmark = pytest.mark.zookeeper
 
 
 def test_edge_077_timeout_negotiation(diff) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from corral.protocol.constants import OpCode
 from corral.protocol.records import PathRecord
 from tests.differential.ops import (
+    acl,
     children,
     children2,
     create,
@@ -22,6 +25,8 @@ from tests.differential.ops import (
 )
 from tests.support.scenario import Drain, Op, Open
 from tests.support.servers import SHARED_SPEC
+
+pytestmark = pytest.mark.zookeeper
 
 
 def test_edge_001_fresh_children(diff) -> None:
@@ -128,16 +133,10 @@ def test_edge_010_set_acl_bumps_aversion_only(diff) -> None:
             Open(session="a"),
             create("a", f"{ns}/t", b"x"),
             exists("a", f"{ns}/t"),
-            set_acl("a", f"{ns}/t", [acl_all()]),
+            set_acl("a", f"{ns}/t", [acl(31)]),
             exists("a", f"{ns}/t"),
         ]
     )
-
-
-def acl_all():
-    from tests.differential.ops import acl
-
-    return acl(31)
 
 
 def test_edge_011_set_data_keeps_ctime(diff) -> None:

@@ -3,6 +3,8 @@ removeWatches/checkWatches, setWatches after reconnect, ACL filtering, 4lw watch
 
 from __future__ import annotations
 
+import pytest
+
 from corral.protocol.constants import OpCode
 from corral.protocol.records import AddWatchRequest
 from tests.differential.ops import (
@@ -31,6 +33,8 @@ from tests.support.scenario import Disconnect, Drain, FourLetter, Known, Mark, O
 PERSISTENT, RECURSIVE = 0, 1
 CHILDREN, DATA, ANY_TYPE, PERSISTENT_TYPE, RECURSIVE_TYPE = 1, 2, 3, 4, 5
 ALICE = digest_id("alice", "pw-a")
+
+pytestmark = pytest.mark.zookeeper
 
 
 def test_edge_089_exists_watch_on_missing_node(diff) -> None:

@@ -43,6 +43,7 @@ from tests.differential.ops import (
     sync,
 )
 from tests.support.scenario import (
+    TOTALS,
     CloseSession,
     Drain,
     Op,
@@ -51,6 +52,7 @@ from tests.support.scenario import (
     Step,
     _cleanup,
     _run_step,
+    _totals_lock,
     compare,
     report,
 )
@@ -62,6 +64,8 @@ DATA = st.sampled_from([None, b"", b"v", b"longer value"])
 VERSIONS = st.sampled_from([-1, -1, 0, 1, 2, 7])
 TTL_MS = 3_600_000
 _namespaces = itertools.count()
+
+pytestmark = pytest.mark.zookeeper
 
 
 def steps_as_code(steps: Sequence[Step]) -> str:
@@ -123,6 +127,12 @@ class DifferentialMachine(RuleBasedStateMachine):
         for side in self.sides:
             side.end_ms = _now_ms()
             _cleanup(side)
+        # Each example counts as one scenario in the session summary.
+        final = compare(self.steps, self.sides[0], self.sides[1], known_differences=not self_mode())
+        with _totals_lock:
+            TOTALS.scenarios += 1
+            TOTALS.fields_compared += final.fields_compared
+            TOTALS.mismatches += len(final.mismatches)
 
     # ------------------------------------------------------------------ writes
 
