@@ -1,4 +1,4 @@
-"""Raft core, single voter: interaction tests driving propose / tick / ready / advance."""
+"""Raft core, single voter (standalone is a cluster of one): interaction tests driving propose / tick / ready / advance."""
 
 from __future__ import annotations
 
@@ -248,8 +248,12 @@ def test_restart_from_a_hard_state_alone_keeps_the_term() -> None:
 def test_construction_rules() -> None:
     storage = MemoryLogStorage()
     rng = random.Random(0)
-    with pytest.raises(NotImplementedError):
-        Raft(replica_id=1, voters=(1, 2, 3), storage=storage, rng=rng)
+    with pytest.raises(ValueError):
+        Raft(replica_id=4, voters=(1, 2, 3), storage=storage, rng=rng)
+    with pytest.raises(ValueError):
+        Raft(replica_id=1, voters=(1, 2), storage=storage, rng=rng, learners=(2,))
+    with pytest.raises(ValueError):
+        Raft(replica_id=4, voters=(), storage=storage, rng=rng, learners=(4,))
     with pytest.raises(ValueError):
         Raft(replica_id=2, voters=(1,), storage=storage, rng=rng)
     with pytest.raises(ValueError):

@@ -11,6 +11,11 @@ from corral.consensus.types import (
     MessageKind,
     Ready,
     Role,
+    Snapshot,
+    SnapshotMeta,
+    SnapshotSend,
+    decode_membership,
+    encode_membership,
 )
 
 __all__ = [
@@ -25,4 +30,9 @@ __all__ = [
     "Raft",
     "Ready",
     "Role",
+    "Snapshot",
+    "SnapshotMeta",
+    "SnapshotSend",
+    "decode_membership",
+    "encode_membership",
 ]

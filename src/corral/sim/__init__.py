@@ -1,1 +1,1 @@
-"""corral.sim."""
+"""corral.sim: deterministic simulation of whole clusters from one seed (simulation.py)."""
