@@ -57,7 +57,8 @@ from corral.cli.bench_report import (
     to_html,
     to_json,
 )
-from corral.cli.bench_stats import BYTES_PER_MB, read_process, summarize
+from corral.cli.bench_stats import BYTES_PER_MB, ProcessSample, read_process, summarize
+from corral.cli.launch import ApacheZooKeeper, CorralServer, four_letter_word
 from corral.limits import PENDING_REQUESTS_PER_CONNECTION_MAX
 
 T = TypeVar("T")
@@ -319,7 +320,7 @@ class Target:
     info: TargetInfo
     host: str
     port: int
-    stop: Callable[[], None] | None  # set when this run started the server
+    stop: Callable[[], object] | None  # set when this run started the server
 
 
 def _worker_process_main(
@@ -334,16 +335,8 @@ def _worker_process_main(
         with new_runner() as runner:
             result = runner.run(bench_load.run_worker(spec, progress))
     except BaseException as e:  # the process boundary: report, never leave the parent waiting
-        now_ns = time.perf_counter_ns()
-        result = WorkerResult(
-            ops_requested=spec.ops,
-            ops_completed=0,
-            errors={},
-            samples_ns=array("q"),
-            started_ns=now_ns,
-            finished_ns=now_ns,
-            cpu_s=0.0,
-            failure=f"client process crashed: {e!r}\n{traceback.format_exc()}",
+        result = bench_load.failed_result(
+            spec.ops, f"client process crashed: {e!r}\n{traceback.format_exc()}"
         )
     results.put((slot, result))
 
@@ -439,17 +432,10 @@ def _run_workers(
         if slot in collected:
             merged.append(collected[slot])
             continue
-        now_ns = time.perf_counter_ns()
         merged.append(
-            WorkerResult(
-                ops_requested=spec.ops,
-                ops_completed=0,
-                errors={},
-                samples_ns=array("q"),
-                started_ns=now_ns,
-                finished_ns=now_ns,
-                cpu_s=0.0,
-                failure=f"client process {slot} gave no result (exit code "
+            bench_load.failed_result(
+                spec.ops,
+                f"client process {slot} gave no result (exit code "
                 f"{processes[slot].exitcode}, time bound {bound_s:g} s)",
             )
         )
@@ -460,8 +446,8 @@ def _merge(
     workload: str,
     target: Target,
     workers: list[WorkerResult],
-    server_before: Any,
-    server_after: Any,
+    server_before: ProcessSample | None,
+    server_after: ProcessSample | None,
     server_wall_s: float,
 ) -> WorkloadResult:
     completed = sum(w.ops_completed for w in workers)
@@ -537,17 +523,7 @@ def run_workload(
     try:
         runner.run(_bounded(bench_load.prepare(target.host, target.port, workload), 600))
     except (BenchError, TimeoutError) as e:
-        now_ns = time.perf_counter_ns()
-        failed = WorkerResult(
-            ops_requested=expected_ops,
-            ops_completed=0,
-            errors={},
-            samples_ns=array("q"),
-            started_ns=now_ns,
-            finished_ns=now_ns,
-            cpu_s=0.0,
-            failure=f"setup failed: {e!r}",
-        )
+        failed = bench_load.failed_result(expected_ops, f"setup failed: {e!r}")
         result = _merge(workload, target, [failed], None, None, 0.0)
         progress.done(result)
         return result
@@ -644,30 +620,21 @@ def _wait_rss_settled(pid: int) -> None:
 # --------------------------------------------------------------------------- servers
 
 
-class _BenchZooKeeper:
-    """ApacheZooKeeper as shipped: stock JIT and GC (launch.py trims both for fast test
-    start-up, which would handicap it here), a heap ceiling for 1,000,000 znodes."""
+class BenchZooKeeper(ApacheZooKeeper):
+    """ApacheZooKeeper as shipped: stock JIT and GC (launch.py trims both for a fast
+    test start-up, which would handicap it here), forceSync=yes spelled out, and a heap
+    ceiling with room for 1,000,000 znodes."""
 
-    @staticmethod
-    def create(system_properties: dict[str, str] | None = None) -> Any:
-        from corral.cli.launch import ApacheZooKeeper
+    def __init__(self) -> None:
+        super().__init__(config={"forceSync": "yes"}, heap_size_max_mb=ZOOKEEPER_HEAP_SIZE_MAX_MB)
 
-        class BenchZooKeeper(ApacheZooKeeper):
-            def _command(self, workdir: Path) -> tuple[list[str], dict[str, str]]:
-                argv, env = super()._command(workdir)
-                trimmed = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-                return [a for a in argv if a not in trimmed], env
-
-        return BenchZooKeeper(
-            config={"forceSync": "yes"},
-            system_properties=system_properties,
-            heap_size_max_mb=ZOOKEEPER_HEAP_SIZE_MAX_MB,
-        )
+    def _command(self, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        argv, env = super()._command(workdir)
+        start_up_only = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+        return [a for a in argv if a not in start_up_only], env
 
 
 def _server_version(host: str, port: int) -> str | None:
-    from corral.cli.launch import four_letter_word
-
     try:
         first_line = four_letter_word(host, port, "srvr").splitlines()[0]
     except (OSError, IndexError):
@@ -675,7 +642,7 @@ def _server_version(host: str, port: int) -> str | None:
     return first_line if first_line.lower().startswith(("zookeeper", "corral")) else None
 
 
-def _started(name: str, server: Any, settings: dict[str, str]) -> Target:
+def _started(name: str, server: ApacheZooKeeper | CorralServer, settings: dict[str, str]) -> Target:
     return Target(
         info=TargetInfo(
             name=name,
@@ -730,17 +697,15 @@ def start_targets(args: argparse.Namespace, stream: IO[str]) -> list[Target]:
             targets.append(_given("zookeeper", args.zookeeper, args.zookeeper_pid))
         else:
             stream.write("bench: starting Apache ZooKeeper ...\n")
-            zookeeper = _BenchZooKeeper.create().start()
+            zookeeper = BenchZooKeeper().start()
             targets.append(_started("zookeeper", zookeeper, _ZOOKEEPER_SETTINGS))
         if args.dev_twin_zookeeper:
             stream.write("bench: starting a second Apache ZooKeeper (--dev-twin-zookeeper) ...\n")
-            twin = _BenchZooKeeper.create().start()
+            twin = BenchZooKeeper().start()
             targets.append(_started("zookeeper-b", twin, _ZOOKEEPER_SETTINGS))
         elif args.corral is not None:
             targets.append(_given("corral", args.corral, args.corral_pid))
         else:
-            from corral.cli.launch import CorralServer
-
             stream.write("bench: starting corral ...\n")
             corral = CorralServer(config={"maxClientCnxns": "0", "forceSync": "yes"}).start()
             targets.append(_started("corral", corral, _CORRAL_SETTINGS))

@@ -129,7 +129,9 @@ class Workload:
     name: str
     shape: Shape
     summary: str
-    writes: bool  # changes the tree or the session table: must reach the disk
+    # Its operations are writes (tree or session table): their bytes must reach the disk.
+    # Not watch-fanout: its operations are notifications, a handful of setData behind them.
+    writes: bool
     connections_max: int | None = None  # caps --connections (large values: memory)
     in_flight_max: int | None = None
 
@@ -163,7 +165,7 @@ WORKLOADS: dict[str, Workload] = dict(
         _workload(
             "watch-fanout",
             Shape.FANOUT,
-            True,
+            False,
             "setData on a znode N sessions watch: time to the last notification",
         ),
         _workload(
@@ -666,6 +668,21 @@ class WorkerResult:
 
 
 ProgressFn = Callable[[int], None]  # completed operations so far
+
+
+def failed_result(ops_requested: int, reason: str) -> WorkerResult:
+    """A worker that did nothing, and why."""
+    now_ns = time.perf_counter_ns()
+    return WorkerResult(
+        ops_requested=ops_requested,
+        ops_completed=0,
+        errors={},
+        samples_ns=array("q"),
+        started_ns=now_ns,
+        finished_ns=now_ns,
+        cpu_s=0.0,
+        failure=reason,
+    )
 
 
 def _result(
