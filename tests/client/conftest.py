@@ -1,9 +1,9 @@
 """Fixtures for the client tests: a real server per factory, a fresh chroot per test.
 
 The same tests run against every server named in CORRAL_CLIENT_TEST_SERVERS (comma
-separated names from SERVER_FACTORIES; default: zookeeper). `corral` runs them against
-corral's own server (`python -m corral server ...`); to make that the default, add it
-to DEFAULT_SERVERS. Without ZooKeeper installed the ZooKeeper-backed tests skip with
+separated names from SERVER_FACTORIES; default: both). `corral` runs them against
+corral's own server (`python -m corral server ...`), `zookeeper` against Apache
+ZooKeeper. Without ZooKeeper installed the ZooKeeper-backed tests skip with
 the install hint, except with CI=true, where they fail.
 """
 
@@ -27,7 +27,7 @@ SERVER_FACTORIES: dict[str, Callable[[], Any]] = {
     "zookeeper": lambda: ApacheZooKeeper(tick_time_ms=2000),
     "corral": lambda: CorralServer(tick_time_ms=2000),
 }
-DEFAULT_SERVERS = "zookeeper"
+DEFAULT_SERVERS = "zookeeper,corral"
 SERVERS = [
     name.strip()
     for name in os.environ.get("CORRAL_CLIENT_TEST_SERVERS", DEFAULT_SERVERS).split(",")
