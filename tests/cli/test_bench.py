@@ -149,6 +149,8 @@ def test_formatting_of_counts_latencies_and_ratios() -> None:
     assert format_count(None) == "-"
     assert format_count(1234567.8) == "1,234,568"
     assert format_count(12.34) == "12.3"
+    assert format_count(50.0) == "50"
+    assert format_count(0.0) == "0"
     assert format_ms(None) == "-"
     assert format_ms(0.1234) == "0.123"
     assert format_ms(1.234) == "1.23"

@@ -538,7 +538,8 @@ def run_workload(
                     target.port,
                     settings.watchers,
                     settings.fanout_rounds,
-                    bound_s + DRAIN_TIMEOUT_S,
+                    bound_s,
+                    DRAIN_TIMEOUT_S,
                     progress.show,
                 )
             )

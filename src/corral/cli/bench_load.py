@@ -29,7 +29,7 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
 from corral.cli.bench_stats import Reservoir
@@ -844,18 +844,45 @@ async def _run_sessions(spec: WorkerSpec, tally: Tally) -> WorkerResult:
 # --------------------------------------------------------------------------- watch fan-out
 
 
+class _FanoutRound:
+    """Notifications of the current round: how many arrived, and when the last did."""
+
+    __slots__ = ("all_arrived", "arrived_count", "expected_count", "last_arrival_ns")
+
+    def __init__(self, expected_count: int) -> None:
+        assert expected_count > 0, expected_count
+        self.expected_count = expected_count
+        self.arrived_count = 0
+        self.last_arrival_ns = 0
+        self.all_arrived = asyncio.Event()
+
+    def reset(self) -> None:
+        self.arrived_count = 0
+        self.last_arrival_ns = 0
+        self.all_arrived.clear()
+
+    def on_notification(self, notification: Notification, arrival_ns: int) -> None:
+        self.arrived_count += 1
+        self.last_arrival_ns = max(self.last_arrival_ns, arrival_ns)
+        if self.arrived_count == self.expected_count:
+            self.all_arrived.set()
+
+
 async def run_fanout(
     host: str,
     port: int,
     watchers: int,
     rounds: int,
-    timeout_s: float,
+    duration_s: float,
+    round_timeout_s: float,
     progress: ProgressFn,
 ) -> WorkerResult:
     """`watchers` sessions each watch WATCH_PATH (getData with watch); one more session
     sets it; a round's latency is setData sent -> last notification received. Watches
-    are one-shot, so every round re-arms them all first. Operations counted: the
-    notifications received (watchers x rounds when all goes well)."""
+    are one-shot, so every round re-arms them all first. Rounds start until `rounds` or
+    `duration_s` runs out; one that takes longer than `round_timeout_s` is a failure.
+    Operations counted: the notifications received (watchers x rounds when all goes
+    well)."""
     tally = Tally(samples_max=max(rounds, 1), seed=0)
     try:
         connections = await open_many(host, port, watchers + 1)
@@ -866,49 +893,35 @@ async def run_fanout(
     writer, watching = connections[0], connections[1:]
     arm = GetDataRequest(path=WATCH_PATH, watch=True)
     update = SetDataRequest(path=WATCH_PATH, data=SMALL_VALUE, version=ANY_VERSION)
+    current = _FanoutRound(len(watching))
+    for connection in watching:
+        connection.on_notification = current.on_notification
     cpu_start_s = time.process_time()
     started_ns = time.perf_counter_ns()
-    state = {"notified": 0, "last_ns": 0}
-    all_notified = asyncio.Event()
-
-    def on_notification(notification: Notification, arrival_ns: int) -> None:
-        state["notified"] += 1
-        state["last_ns"] = max(state["last_ns"], arrival_ns)
-        if state["notified"] == len(watching):
-            all_notified.set()
-
-    for connection in watching:
-        connection.on_notification = on_notification
-    deadline_ns = started_ns + int(timeout_s * 1e9)
+    budget = Budget(0, rounds, started_ns + int(duration_s * 1e9))
     try:
-        for _ in range(rounds):
-            remaining_s = (deadline_ns - time.perf_counter_ns()) / 1e9
-            if remaining_s <= 0:
-                tally.fail(f"time bound reached after {tally.latencies.offered_count} rounds")
-                break
-            async with asyncio.timeout(remaining_s):
+        while budget.take(time.perf_counter_ns()) is not None:
+            async with asyncio.timeout(round_timeout_s):
                 armed = await asyncio.gather(
-                    *(c.call(OpCode.GET_DATA, arm, remaining_s) for c in watching)
+                    *(c.call(OpCode.GET_DATA, arm, round_timeout_s) for c in watching)
                 )
                 if any(reply.err != 0 for reply in armed):
                     tally.fail(f"arming a watch failed: {next(r.err for r in armed if r.err)}")
                     break
-                state["notified"] = 0
-                state["last_ns"] = 0
-                all_notified.clear()
+                current.reset()
                 sent_ns = time.perf_counter_ns()
-                reply = await writer.call(OpCode.SET_DATA, update, remaining_s)
-                await all_notified.wait()
-            tally.completed_count += len(watching)
-            tally.last_arrival_ns = state["last_ns"]
-            tally.latencies.add(state["last_ns"] - sent_ns)
+                reply = await writer.call(OpCode.SET_DATA, update, round_timeout_s)
+                await current.all_arrived.wait()
+            tally.completed_count += current.arrived_count
+            tally.last_arrival_ns = current.last_arrival_ns
+            tally.latencies.add(current.last_arrival_ns - sent_ns)
             if reply.err != 0:
                 tally.errors[reply.err] = tally.errors.get(reply.err, 0) + 1
             progress(tally.completed_count)
     except TimeoutError:
         tally.fail(
-            f"round {tally.latencies.offered_count + 1}: {state['notified']} of "
-            f"{len(watching)} notifications within {timeout_s:g} s"
+            f"round {budget.taken_count}: {current.arrived_count} of {len(watching)} "
+            f"notifications within {round_timeout_s:g} s"
         )
     except BenchError as e:
         tally.fail(str(e))
@@ -916,17 +929,8 @@ async def run_fanout(
     cpu_s = time.process_time() - cpu_start_s
     await close_many(connections)
     result = _result(watchers * rounds, tally, started_ns, finished_ns, cpu_s)
-    return WorkerResult(
-        ops_requested=result.ops_requested,
-        ops_completed=result.ops_completed,
-        errors=result.errors,
-        samples_ns=result.samples_ns,
-        started_ns=result.started_ns,
-        finished_ns=result.finished_ns,
-        cpu_s=result.cpu_s,
-        failure=result.failure,
-        extra={"watchers": float(watchers), "rounds": float(tally.latencies.offered_count)},
-    )
+    rounds_done = float(tally.latencies.offered_count)
+    return replace(result, extra={"watchers": float(watchers), "rounds": rounds_done})
 
 
 # --------------------------------------------------------------------------- setup, cleanup

@@ -164,10 +164,11 @@ def parse_io_write_bytes(io_text: str) -> int | None:
 
 
 def format_count(value: float | None) -> str:
-    """An operation count or rate: thousands separators, no decimals below 1e9."""
+    """A count, rate or size: thousands separators; one decimal only below 100 and
+    only when the value is not a whole number."""
     if value is None or math.isnan(value):
         return "-"
-    if value >= 100:
+    if value >= 100 or float(value).is_integer():
         return f"{value:,.0f}"
     return f"{value:.1f}"
 
