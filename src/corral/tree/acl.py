@@ -170,14 +170,15 @@ def check_acl(
     """Whether identities hold `perm` on a node with `acl` (§11.4)."""
     if skip_acl:
         return True
-    entries = tuple(acl)
+    entries = acl if isinstance(acl, tuple) else tuple(acl)
     if not entries:
         return True
-    callers = tuple(identities)
+    callers = identities if isinstance(identities, tuple) else tuple(identities)
     if any(identity.scheme == "super" for identity in callers):
         return True
+    bit = int(perm)  # IntFlag arithmetic is slow; this runs for every read and event
     for entry in entries:
-        if not entry.perms & perm:
+        if not entry.perms & bit:
             continue
         scheme = entry.id.scheme
         if scheme == "world":
