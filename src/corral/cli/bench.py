@@ -66,6 +66,7 @@ T = TypeVar("T")
 SAMPLES_PER_WORKER_MAX = 1_000_000  # latency samples kept per client process
 DRAIN_TIMEOUT_S = 30.0  # after a run's time bound, for the replies still in flight
 WORKER_START_TIMEOUT_S = 60.0  # spawning a client process and opening its connections
+SETUP_TIMEOUT_S = 600.0  # creating a workload's znodes (and removing leftovers)
 CLEANUP_TIMEOUT_S = 300.0
 PROGRESS_INTERVAL_TTY_S = 0.25
 PROGRESS_INTERVAL_LOG_S = 2.0
@@ -521,7 +522,9 @@ def run_workload(
     progress = Progress(stream, label, expected_ops, bound_s)
     pid = target.info.pid
     try:
-        runner.run(_bounded(bench_load.prepare(target.host, target.port, workload), 600))
+        runner.run(
+            _bounded(bench_load.prepare(target.host, target.port, workload), SETUP_TIMEOUT_S)
+        )
     except (BenchError, TimeoutError) as e:
         failed = bench_load.failed_result(expected_ops, f"setup failed: {e!r}")
         result = _merge(workload, target, [failed], None, None, 0.0)
@@ -567,12 +570,15 @@ def run_workload(
             extra["heap_bytes_per_znode"] = (heap_after - heap_before) / created
         if target.stop is None:
             # Not our server: leave it as we found it. Ours is discarded at the end.
-            runner.run(
-                _bounded(
-                    bench_load.delete_memory_znodes(target.host, target.port, expected_ops),
-                    CLEANUP_TIMEOUT_S,
+            try:
+                runner.run(
+                    _bounded(
+                        bench_load.delete_memory_znodes(target.host, target.port, expected_ops),
+                        CLEANUP_TIMEOUT_S,
+                    )
                 )
-            )
+            except (BenchError, TimeoutError) as e:
+                stream.write(f"corral bench: could not delete the memory znodes: {e!r}\n")
     result = replace(result, extra=extra)
     progress.done(result)
     return result
