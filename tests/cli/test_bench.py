@@ -12,6 +12,7 @@ import json
 import os
 from array import array
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,28 @@ def test_arguments_and_settings() -> None:
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         _parse(argv)
+
+
+def test_worker_specs_split_connections_and_ops_over_processes() -> None:
+    from corral.cli.bench import FULL, Target, _worker_specs
+
+    target = Target(
+        info=TargetInfo(name="t", address="127.0.0.1:1", pid=None, owned=False, version=None),
+        host="127.0.0.1",
+        port=1,
+        stop=None,
+    )
+    settings = replace(FULL, connections=5, in_flight=8, processes=2)
+    specs = _worker_specs("get", target, settings, ops=101, bound_s=1.0)
+    assert [(s.connections, s.ops, s.first_index) for s in specs] == [(3, 51, 0), (2, 50, 51)]
+    assert all(s.in_flight == 8 for s in specs)
+    assert len({s.seed for s in specs}) == 2
+    (single,) = _worker_specs("latency-read", target, settings, ops=10, bound_s=1.0)
+    assert (single.connections, single.in_flight, single.ops) == (1, 1, 10)
+    large = _worker_specs("large", target, replace(settings, processes=1), ops=10, bound_s=1.0)
+    assert [(s.connections, s.in_flight) for s in large] == [(4, 2)]
+    many = _worker_specs("get", target, replace(settings, processes=64), ops=3, bound_s=1.0)
+    assert len(many) == 3  # never more processes than connections or operations
 
 
 def test_split_and_budget() -> None:
