@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_server_parser(subparsers)
+    from corral.cli.shell import add_shell_parser
+
+    add_shell_parser(subparsers)
     return parser
 
 
