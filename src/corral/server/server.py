@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from corral.consensus.log_storage import MemoryLogStorage
 from corral.protocol.connection import (
     NEED_DATA,
     PEER_CLOSED,
@@ -34,11 +35,12 @@ from corral.protocol.connection import (
     ServerConnection,
 )
 from corral.protocol.errors import RemoteProtocolError
-from corral.replica.outbox import Outbox, Persist
+from corral.replica.outbox import Outbox
 from corral.replica.replica import Replica
 from corral.server import fourletter
 from corral.server.config import ServerConfig
-from corral.tree.tree import DataTree
+from corral.server.durability import DurableLog, Snapshotter, open_durable, purge_loop
+from corral.storage.wal import StorageError
 
 log = logging.getLogger("corral.server")
 
@@ -52,19 +54,6 @@ def monotonic_ms() -> int:
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class MemoryLog:
-    """The log of a standalone server until the durable WAL arrives (issue: storage)."""
-
-    def __init__(self) -> None:
-        self.storage = MemoryLogStorage()
-
-    async def persist(self, persist: Persist) -> None:
-        if persist.entries:
-            self.storage.append(persist.entries)
-        if persist.hard_state is not None:
-            self.storage.set_hard_state(persist.hard_state)
 
 
 @dataclass(slots=True)
@@ -83,7 +72,10 @@ class Server:
     trace_mask: int = fourletter.DEFAULT_TRACE_MASK
     started_ms: int = field(default_factory=monotonic_ms)
     replica: Replica = field(init=False)
-    _log: MemoryLog = field(init=False)
+    _log: DurableLog = field(init=False)
+    _io: ThreadPoolExecutor = field(init=False)
+    _snapshotter: Snapshotter = field(init=False)
+    _tasks: asyncio.TaskGroup | None = field(init=False, default=None)
     _clients: dict[int, _Client] = field(init=False, default_factory=dict)
     _next_connection_id: int = field(init=False, default=1)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -95,11 +87,16 @@ class Server:
     bound_port: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self._log = MemoryLog()
-        tree = DataTree(
-            extended_types_enabled=self.config.extended_types_enabled,
-            skip_acl=self.config.skip_acl,
-            enforce_quota=self.config.enforce_quota,
+        # Recovery (storage/): the newest valid snapshot, the log after it; Raft replays it.
+        tree, wal = open_durable(self.config)
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-io")
+        self._log = DurableLog(wal, self._io)
+        self._snapshotter = Snapshotter(
+            config=self.config,
+            wal=wal,
+            io=self._io,
+            rng=random.Random(int.from_bytes(os.urandom(8), "big")),
+            voters=(self.config.replica_config().replica_id,),
         )
         self.replica = Replica(
             config=self.config.replica_config(),
@@ -121,7 +118,9 @@ class Server:
     async def serve(self, ready: Callable[[int], None] | None = None) -> None:
         os.makedirs(self.config.data_dir, exist_ok=True)
         async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
             log_writer = tasks.create_task(self._log_writer())
+            tasks.create_task(purge_loop(self.config, self._io, self._stopping))
             self._log_idle.set()
             self._execute(self.replica.take_startup_outbox())
             # The first term must be durable before the replica can lead and serve.
@@ -130,6 +129,9 @@ class Server:
             # Finish the persist in flight (a write a client may be waiting for), then stop.
             await self._log_idle.wait()
             log_writer.cancel()
+            await self._snapshotter.stop()
+        await asyncio.get_running_loop().run_in_executor(self._io, self._log.storage.close)
+        self._io.shutdown()
         log.info("corral stopped")
 
     async def _serve_clients(
@@ -295,6 +297,8 @@ class Server:
             # `send` goes to peers: a standalone server has none.
             assert not out.send, out.send
             self._execute(self.replica.on_persisted(out.persist.token, monotonic_ms(), wall_ms()))
+            if self._tasks is not None:
+                self._snapshotter.maybe_snapshot(self.replica.tree, self._tasks)
             if self._persist_queue.empty():
                 self._log_idle.set()
 
@@ -332,7 +336,11 @@ def run(config: ServerConfig) -> int:
     """Run a server in the foreground until SIGTERM or SIGINT; the process exit code."""
 
     async def main() -> None:
-        server = Server(config)
+        try:
+            server = Server(config)
+        except StorageError as e:
+            log.critical("cannot start: %s", e)
+            raise SystemExit(1) from e
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _on_signal(server, signum))

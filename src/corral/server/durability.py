@@ -1,0 +1,249 @@
+"""The server's storage: recovery at start, the log writer's IO thread, snapshots, purge.
+
+Rules:
+* Start-up (`open_durable`): recover the newest valid snapshot into a DataTree (an empty
+  tree when there is none) and open the WAL after it; the Replica's Raft then replays
+  the committed entries after the snapshot through the normal apply path.
+* Every file operation of the running server happens on one IO thread (`io`: a single
+  worker), so the event loop never blocks on the disk and file operations never race:
+  log batches, segment creation, purge. While a batch is being written and fsynced, new
+  proposals accumulate in the consensus core and go out together in the next batch
+  (group commit; the replica hands out one persist at a time).
+* Snapshots are taken in a forked child process, from its copy-on-write image of the
+  tree: the event loop stalls only for fork() itself (page tables: milliseconds per GB
+  of heap), however large the tree. The child encodes, writes (temp, fsync, rename,
+  fsync dir) and exits; the parent awaits its exit status in a thread. Python's
+  reference counting makes the child copy the pages it reads, so memory peaks at up to
+  twice the tree's while a snapshot is written. The child dies with the parent
+  (PR_SET_PDEATHSIG), and a half-written snapshot is only ever a `.tmp` file.
+* When to snapshot: after a random count of applied txns in [snapCount/2+1, snapCount]
+  since the last one (ZooKeeper's randomisation, so replicas do not snapshot together);
+  one snapshot at a time. After a snapshot, the in-memory log drops the entries it
+  covers and the WAL starts a new segment, so that purge can delete whole files.
+* Purge runs every autopurge.purgeInterval hours (0: never, ZooKeeper's default), first
+  at start-up, keeping autopurge.snapRetainCount snapshots (at least 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from corral.consensus.types import SnapshotMeta
+from corral.protocol.errors import DecodeError
+from corral.replica.outbox import Persist
+from corral.server.config import ServerConfig
+from corral.storage.fs import FileSystem, OsFileSystem
+from corral.storage.recovery import purge, recover
+from corral.storage.snapshots import write_snapshot
+from corral.storage.wal import Wal
+from corral.tree.snapshot import decode_snapshot, encode_snapshot
+from corral.tree.tree import DataTree
+
+log = logging.getLogger("corral.server")
+
+_PR_SET_PDEATHSIG = 1
+
+
+class DurableLog:
+    """The replica's log on disk: `persist` writes and fsyncs off the event loop."""
+
+    def __init__(self, wal: Wal, io: ThreadPoolExecutor) -> None:
+        self.storage = wal
+        self._io = io
+
+    async def persist(self, persist: Persist) -> None:
+        wal = self.storage
+        batch = wal.make_batch(persist.entries, persist.hard_state, persist.must_sync)
+        await asyncio.get_running_loop().run_in_executor(self._io, wal.write, batch)
+        wal.written(batch)
+
+
+def open_durable(config: ServerConfig, fs: FileSystem | None = None) -> tuple[DataTree, Wal]:
+    """Recover (tree, wal) from config's dataDir / dataLogDir.
+    Raises storage.wal.StorageError when the data cannot be trusted."""
+    fs = fs or OsFileSystem()
+
+    def new_tree() -> DataTree:
+        return DataTree(
+            extended_types_enabled=config.extended_types_enabled,
+            skip_acl=config.skip_acl,
+            enforce_quota=config.enforce_quota,
+        )
+
+    def decode(content: bytes) -> DataTree:
+        try:
+            return decode_snapshot(
+                content,
+                extended_types_enabled=config.extended_types_enabled,
+                skip_acl=config.skip_acl,
+                enforce_quota=config.enforce_quota,
+            )
+        except (ValueError, AssertionError) as e:
+            raise DecodeError(str(e)) from e
+
+    if not config.force_sync:
+        log.warning(
+            "forceSync=no: log writes are NOT fsynced; acknowledged writes can be lost "
+            "on power failure or kernel crash (for tests and benchmarks only)"
+        )
+    started = time.monotonic()
+    recovered = recover(
+        fs,
+        config.data_dir,
+        config.log_dir,
+        decode=decode,
+        segment_size_bytes=config.pre_alloc_size_kb * 1024,
+        force_sync=config.force_sync,
+    )
+    tree = recovered.state if recovered.state is not None else new_tree()
+    wal = recovered.wal
+    log.info(
+        "recovered in %.0f ms: snapshot %s (index %d, %d znodes, %d sessions), log %d..%d, "
+        "commit %d",
+        (time.monotonic() - started) * 1000,
+        recovered.snapshot_path or "none",
+        recovered.snapshot.index if recovered.snapshot is not None else 0,
+        tree.node_count,
+        len(tree.sessions),
+        wal.first_index(),
+        wal.last_index(),
+        wal.initial_state().commit,
+    )
+    return tree, wal
+
+
+def _snapshot_child(data_dir: str, tree: DataTree, meta: SnapshotMeta) -> None:
+    """In the forked child: write the snapshot and exit without returning."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)  # the parent's event loop owns that pipe
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:
+            os._exit(1)  # the parent died before prctl took effect
+        content = encode_snapshot(tree)
+        write_snapshot(OsFileSystem(), data_dir, meta=meta, content=content)
+        code = 0
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            sys.stderr.write(f"snapshot {meta.index} failed:\n{traceback.format_exc()}")
+            sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+class Snapshotter:
+    """Decides when to snapshot and runs one forked writer at a time."""
+
+    def __init__(
+        self,
+        *,
+        config: ServerConfig,
+        wal: Wal,
+        io: ThreadPoolExecutor,
+        rng: random.Random,
+        voters: tuple[int, ...],
+    ) -> None:
+        self._config = config
+        self._wal = wal
+        self._io = io
+        self._rng = rng
+        self._voters = voters
+        snapshot = wal.snapshot_meta()
+        self._last_index = snapshot.index if snapshot is not None else 0  # or last attempt
+        self._threshold = self._next_threshold()
+        self._child_pid: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.snapshots_written = 0
+
+    def _next_threshold(self) -> int:
+        snap_count = self._config.snap_count
+        return self._rng.randint(snap_count // 2 + 1, snap_count)
+
+    @property
+    def in_progress(self) -> bool:
+        return self._child_pid is not None
+
+    def maybe_snapshot(self, tree: DataTree, tasks: asyncio.TaskGroup) -> None:
+        """Call after applying entries; forks a snapshot writer when it is time."""
+        if self._child_pid is not None:
+            return
+        index = tree.last_zxid
+        if index - self._last_index < self._threshold:
+            return
+        if not self._wal.first_index() - 1 <= index <= self._wal.last_index():
+            return  # not in the log (cannot happen after replay); wait for the next one
+        meta = SnapshotMeta(index=index, term=self._wal.term(index), voters=self._voters)
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            _snapshot_child(self._config.data_dir, tree, meta)
+        fork_ms = (time.monotonic() - started) * 1000
+        self._child_pid = pid
+        self._last_index = index
+        self._threshold = self._next_threshold()
+        log.info("snapshot at index %d: writer pid %d forked in %.1f ms", index, pid, fork_ms)
+        self._task = tasks.create_task(self._wait(pid, meta, started))
+
+    async def _wait(self, pid: int, meta: SnapshotMeta, started: float) -> None:
+        index = meta.index
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        self._child_pid = None
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            log.error("snapshot at index %d failed (writer exit code %d)", index, code)
+            return
+        self.snapshots_written += 1
+        log.info(
+            "snapshot at index %d written in %.0f ms",
+            index,
+            (time.monotonic() - started) * 1000,
+        )
+        self._wal.compact(index, meta)
+        self._wal.request_roll()
+
+    async def stop(self) -> None:
+        """Abandon a snapshot in progress (its .tmp file is removed at the next start)."""
+        pid = self._child_pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self._task is not None:
+            await self._task
+
+
+async def purge_loop(config: ServerConfig, io: ThreadPoolExecutor, stopping: asyncio.Event) -> None:
+    """autopurge: at start-up and every purgeInterval hours (0 disables it)."""
+    interval_s = config.autopurge_purge_interval_hours * 3600
+    if interval_s <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    fs = OsFileSystem()
+    while not stopping.is_set():
+        try:
+            await loop.run_in_executor(
+                io,
+                lambda: purge(
+                    fs,
+                    config.data_dir,
+                    config.log_dir,
+                    retain_count=config.autopurge_snap_retain_count,
+                ),
+            )
+        except OSError as e:
+            log.error("autopurge failed: %s", e)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
