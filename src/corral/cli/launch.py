@@ -162,23 +162,23 @@ class _ServerProcess:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"corral-{self.name}-"))
             self.data_dir.mkdir()
             self.port = free_port()
-        argv, env = self._command(self._workdir)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self._workdir,
-            # Its own process group: a Ctrl-C in the terminal reaches the test runner,
-            # which then stops the server cleanly by PID.
-            start_new_session=True,
-        )
         try:
+            argv, env = self._command(self._workdir)
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            self._process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self._workdir,
+                # Its own process group: a Ctrl-C in the terminal reaches the test
+                # runner, which then stops the server cleanly by PID.
+                start_new_session=True,
+            )
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self.stop()  # nothing is left behind: no process, no temp directory
             raise
         return self
 

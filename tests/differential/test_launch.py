@@ -1,0 +1,84 @@
+"""corral.cli.launch: servers start on a free port, answer, and stop by PID, leaving nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from corral.cli import launch
+from corral.cli.launch import ApacheZooKeeper, CorralServer, ServerStartError
+from tests.support import servers
+from tests.support.raw_client import RawClient
+from tests.support.servers import require_corral_server, require_zookeeper
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.zookeeper
+@pytest.mark.parametrize("kind", ["zookeeper", "corral"])
+def test_start_answer_restart_stop(kind: str) -> None:
+    server: ApacheZooKeeper | CorralServer
+    if kind == "zookeeper":
+        require_zookeeper()
+        server = ApacheZooKeeper(tick_time_ms=1_000, config={"maxSessionTimeout": "30000"})
+    else:
+        require_corral_server()
+        server = CorralServer(tick_time_ms=1_000, config={"maxSessionTimeout": "30000"})
+    with server:
+        pid, port, workdir = server.pid, server.port, server.workdir
+        assert server.running
+        assert server.four_letter_word("ruok") == "imok"
+        with RawClient(server.host, server.port) as client:
+            response = client.connect(timeout_ms=100_000)
+            assert response is not None
+            assert response.timeout_ms == 30_000  # the config reached the server
+        server.restart()
+        assert server.port == port
+        assert server.pid != pid
+        assert not pid_alive(pid)
+        assert server.four_letter_word("ruok") == "imok"
+        new_pid = server.pid
+    assert not pid_alive(new_pid)
+    assert not workdir.exists()
+
+
+def test_start_failure_is_reported_with_the_log(tmp_path) -> None:
+    server = CorralServer(python=str(tmp_path / "no-such-python"), start_timeout_ms=5_000)
+    with pytest.raises((ServerStartError, OSError)):
+        server.start()
+    assert not server.running
+    with pytest.raises(AssertionError, match="not started"):
+        _ = server.workdir  # the temporary directory went with the failed start
+
+
+@pytest.mark.zookeeper
+def test_a_server_that_exits_at_once_fails_with_its_log() -> None:
+    require_zookeeper()
+    server = ApacheZooKeeper(config={"tickTime": "0"}, start_timeout_ms=30_000)
+    with pytest.raises(ServerStartError, match="exited with code"):
+        server.start()
+
+
+def test_missing_zookeeper_skips_outside_ci_and_fails_in_ci(monkeypatch) -> None:
+    monkeypatch.setattr(servers, "zookeeper_available", lambda: False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y zookeeper"):
+        require_zookeeper()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y zookeeper"):
+        require_zookeeper()
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = launch.free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
