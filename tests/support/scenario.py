@@ -404,12 +404,30 @@ def _record_events(ctx: SideContext, step: int, session: str, events: Sequence[A
             ctx.entries.append(Entry(step, session, "closed"))
 
 
-def _flush(ctx: SideContext, step: int, name: str, *, skip_pings: bool = False) -> None:
-    """Record what connection `name` received since the last flush, in arrival order."""
+def _flush(
+    ctx: SideContext,
+    step: int,
+    name: str,
+    *,
+    skip_pings: bool = False,
+    through: object | None = None,
+) -> None:
+    """Record what connection `name` received since the last flush, in arrival order.
+
+    through: stop after this event (the reply a step waited for). What arrived after
+    it in the same read (a close, say) belongs to the next step that looks at this
+    connection; otherwise timing would decide which step records it.
+    """
     client = ctx.clients[name]
     start = ctx.cursors.get(name, 0)
-    events = client.received[start:]
-    ctx.cursors[name] = len(client.received)
+    end = len(client.received)
+    if through is not None:
+        for i in range(start, end):
+            if client.received[i] is through:
+                end = i + 1
+                break
+    events = client.received[start:end]
+    ctx.cursors[name] = end
     if skip_pings:
         events = [e for e in events if not _is_ping_reply(e)]
     _record_events(ctx, step, name, events)
@@ -418,15 +436,17 @@ def _flush(ctx: SideContext, step: int, name: str, *, skip_pings: bool = False) 
 def _wait_for_replies(ctx: SideContext, step: int, name: str, count: int) -> None:
     client = ctx.clients[name]
     timed_out = False
+    last: Reply | None = None
     for _ in range(count):
         try:
-            client.wait_reply(wait_ms=STEP_WAIT_MS)
+            last = client.wait_reply(wait_ms=STEP_WAIT_MS)
         except ConnectionClosed:
+            last = None  # record everything, the close included
             break
         except ReadTimeout:
             timed_out = True
             break
-    _flush(ctx, step, name)
+    _flush(ctx, step, name, through=last)
     if timed_out:
         ctx.entries.append(Entry(step, name, "timeout"))
 
@@ -463,7 +483,8 @@ def _open(ctx: SideContext, index: int, step: Open) -> None:
         last_zxid_seen=last_zxid_seen,
         wait_ms=STEP_WAIT_MS,
     )
-    _flush(ctx, index, step.session)
+    connected = next((e for e in client.received if isinstance(e, Connected)), None)
+    _flush(ctx, index, step.session, through=connected)
     if response is None:
         ctx.entries.append(Entry(index, step.session, "no connect response"))
         return
