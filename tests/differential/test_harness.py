@@ -190,3 +190,49 @@ def test_unordered_events_only_where_the_step_says() -> None:
     unordered = [Op(session="w", opcode=11, unordered_events=True)]
     assert len(compare(ordered, a, b, known_differences=False).mismatches) == 2
     assert compare(unordered, a, b, known_differences=False).mismatches == []
+
+
+def test_create2_in_multi_accepted_only_for_create2_ops() -> None:
+    from corral.protocol.constants import OpCode
+    from corral.protocol.records import (
+        OPEN_ACL_UNSAFE,
+        Create2Response,
+        CreateRequest,
+        CreateResponse,
+        MultiRequest,
+        MultiResponse,
+        OpResult,
+    )
+
+    def multi_reply(result: OpResult) -> Entry:
+        fields = [Field("opcode", Kind.LITERAL, OpCode.MULTI)]
+        return Entry(0, "a", "reply", fields + flatten("body.", MultiResponse(results=(result,))))
+
+    a = side(multi_reply(OpResult(type=OpCode.CREATE, body=CreateResponse(path="/x"))))
+
+    def b_side() -> SideContext:
+        body = Create2Response(
+            path="/x",
+            stat=Stat(
+                czxid=5,
+                mzxid=5,
+                ctime_ms=NOW_MS,
+                mtime_ms=NOW_MS,
+                version=0,
+                cversion=0,
+                aversion=0,
+                ephemeral_owner=0,
+                data_length=0,
+                num_children=0,
+                pzxid=5,
+            ),
+        )
+        return side(multi_reply(OpResult(type=OpCode.CREATE2, body=body)))
+
+    def step(opcode: int) -> list[Op]:
+        request = CreateRequest(path="/x", data=b"", acl=OPEN_ACL_UNSAFE, flags=0)
+        return [Op(session="a", opcode=OpCode.MULTI, record=MultiRequest(ops=((opcode, request),)))]
+
+    assert compare(step(OpCode.CREATE2), a, b_side(), known_differences=True).mismatches == []
+    assert compare(step(OpCode.CREATE), a, b_side(), known_differences=True).mismatches != []
+    assert compare(step(OpCode.CREATE2), a, b_side(), known_differences=False).mismatches != []

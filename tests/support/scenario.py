@@ -39,11 +39,11 @@ from corral.protocol.connection import Connected, Notification, Reply
 from corral.protocol.constants import ErrorCode, EventType, OpCode
 from corral.protocol.records import (
     ConnectResponse,
-    Create2Response,
     CreateResponse,
     GetChildren2Response,
     GetChildrenResponse,
     GetEphemeralsResponse,
+    MultiRequest,
     MultiResponse,
     OpResult,
     Record,
@@ -894,22 +894,36 @@ def _differences_accepted(known: Known, a: list[Entry], b: list[Entry]) -> bool:
     return False
 
 
-def _rewrite_known_globally(a: Entry, b: Entry) -> None:
+def _create2_positions(step: Step | None) -> set[int]:
+    """Indexes of the create2 ops of a multi step (empty if not a literal multi)."""
+    if not isinstance(step, Op) or not isinstance(step.record, MultiRequest):
+        return set()
+    return {i for i, (opcode, _) in enumerate(step.record.ops) if opcode == OpCode.CREATE2}
+
+
+def _rewrite_known_globally(a: Entry, b: Entry, step: Step | None) -> None:
     """corral-vs-3.8 differences accepted everywhere (docs/compatibility.md).
 
     create2 inside multi: 3.8 answers result type 1 (path only), corral type 15 (path +
-    Stat) as 3.9 does. B's result is reduced to A's shape when the paths agree.
+    Stat) as 3.9 does. For the ops that *were* create2, B's result (type 15, a
+    Create2Response) is reduced to A's shape; the paths are still compared. A plain
+    create answered with type 15 stays a mismatch.
     """
     if a.what != "reply" or b.what != "reply" or a.get("opcode") != OpCode.MULTI:
         return
+    positions = _create2_positions(step)
+    if not positions:
+        return
     a_names = {f.name: f.value for f in a.fields}
+    b_names = {f.name: f.value for f in b.fields}
     kept: list[Field] = []
     for f in b.fields:
         m = re.fullmatch(r"body\.results\.(\d+)\.(.*)", f.name)
-        if m is not None:
+        if m is not None and int(m.group(1)) in positions:
             prefix = f"body.results.{m.group(1)}."
-            if a_names.get(f"{prefix}type") == OpCode.CREATE and any(
-                g.name == f"{prefix}type" and g.value == OpCode.CREATE2 for g in b.fields
+            if (
+                a_names.get(f"{prefix}type") == OpCode.CREATE
+                and b_names.get(f"{prefix}type") == OpCode.CREATE2
             ):
                 rest = m.group(2)
                 if rest == "type":
@@ -922,7 +936,6 @@ def _rewrite_known_globally(a: Entry, b: Entry) -> None:
                     continue
         kept.append(f)
     b.fields = kept
-    _ = Create2Response  # the record B answers with in that case
 
 
 def compare(
@@ -966,7 +979,7 @@ def compare(
                 mismatch(step, x.session, "session", x.session, y.session)
                 continue
             if known_differences:
-                _rewrite_known_globally(x, y)
+                _rewrite_known_globally(x, y, steps[step] if step < len(steps) else None)
             fa = {f.name: f for f in x.fields}
             fb = {f.name: f for f in y.fields}
             for name in sorted(
