@@ -621,6 +621,10 @@ def run_side(
     try:
         for index, step in enumerate(steps):
             _run_step(ctx, index, step)
+            if ctx.entries and ctx.entries[-1].what == "timeout":
+                # A server that stopped answering would make every later step wait
+                # STEP_WAIT_MS too; the comparison reports where it happened.
+                break
     except BaseException as e:  # reported by the comparison, with the step
         ctx.error = e
     finally:
