@@ -1,9 +1,21 @@
 """Fixtures for differential tests: Apache ZooKeeper (A, the oracle) against corral (B).
 
-CORRAL_DIFF_SELF=1 makes B a second ZooKeeper: every scenario must then pass, which
-proves the harness and its normalisation (not corral) are right.
+Run:   .venv/bin/pytest -q tests/differential            ZooKeeper vs corral
+       CORRAL_DIFF_SELF=1 .venv/bin/pytest -q tests/differential
+                                                         ZooKeeper vs ZooKeeper: every
+                                                         scenario must pass, which proves
+                                                         the harness and its normalisation
+       CORRAL_DIFF_DUMP=1 ... -s                         also print both transcripts
+The session ends with one line: scenarios run, fields compared, mismatches.
+
+A scenario is a test taking the `diff` fixture and calling `diff.run(steps)`:
+- default: the shared pair (started once per session); the scenario works under its
+  own namespace `diff.ns`, created first;
+- `pristine=True`: a pair whose tree no scenario changes (fresh-tree reads, 4lw);
+- `spec=ServerSpec(...)`: a fresh pair started for this scenario (special config,
+  background reaping, restarts, anything that would disturb the shared pair).
 Without ZooKeeper installed the tests skip (`apt-get install -y zookeeper`); with
-CI=true they fail instead.
+CI=true they fail instead. The same holds for `python -m corral server`.
 """
 
 from __future__ import annotations
