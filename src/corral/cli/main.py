@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from corral.cli.shell import add_shell_parser
 
     add_shell_parser(subparsers)
+    from corral.cli.data import add_data_parser
+
+    add_data_parser(subparsers)
     return parser
 
 

@@ -370,6 +370,28 @@ class Wal:
         return self._segment
 
 
+def create_wal(
+    fs: FileSystem,
+    log_dir: str,
+    *,
+    snapshot: SnapshotMeta | None,
+    segment_size_bytes: int = SEGMENT_SIZE_DEFAULT,
+    force_sync: bool = True,
+) -> Wal:
+    """A new, empty log that continues after `snapshot` (tools: import). The directory
+    must hold no segment."""
+    directory = f"{log_dir}/{WAL_DIR}"
+    fs.makedirs(directory)
+    if list_segments(fs, log_dir):
+        raise StorageError(f"{directory}: already holds a log")
+    wal = Wal(fs=fs, log_dir=log_dir, segment_size_bytes=segment_size_bytes, force_sync=force_sync)
+    if snapshot is not None:
+        wal._snapshot = snapshot
+        wal._snapshot_index, wal._snapshot_term = snapshot.index, snapshot.term
+        wal._written_last = snapshot.index
+    return wal
+
+
 def open_wal(
     fs: FileSystem,
     log_dir: str,
