@@ -344,7 +344,7 @@ def test_edge_106_watch_removal_is_per_session(diff) -> None:
             Open(session="w"),
             create("a", f"{ns}/x"),
             get_data("w", f"{ns}/x", watch=True),
-            check_watches("a", f"{ns}/x", DATA),
+            check_watches("a", f"{ns}/x", DATA, known=Known.CHECK_WATCHES_OTHER_SESSION),
             remove_watches("a", f"{ns}/x", ANY_TYPE),
             Drain(session="w"),
             set_data("a", f"{ns}/x", b"1"),
