@@ -1,4 +1,4 @@
-"""Raft core, single voter (standalone is a cluster of one): interaction tests driving propose / tick / ready / advance."""
+"""Raft core, single voter (standalone is a cluster of one): propose / tick / ready / advance."""
 
 from __future__ import annotations
 

@@ -35,8 +35,10 @@ Rules:
   APPEND and waits; REPLICATE pipelines up to INFLIGHT_APPENDS_PER_PEER_MAX APPENDs of at
   most APPEND_ENTRIES_MAX entries / APPEND_SIZE_MAX bytes; SNAPSHOT waits for a snapshot
   transfer. A rejection carries a hint (index, term) so the leader skips a whole term of
-  conflicting entries per round trip. Lost APPENDs are noticed through heartbeats (a
-  REPLICATE peer that made no progress between two heartbeat responses is probed again).
+  conflicting entries per round trip. Lost APPENDs are noticed through heartbeats (the
+  response carries the peer's last index; shorter than what was sent means a loss or a
+  restart) and by time (no progress for an election timeout); the peer is then probed
+  again. A lost probe is sent again on the next heartbeat response.
 * Learners (ZooKeeper observers) are replicated to like voters but never counted in a
   quorum (commit, election, check-quorum) and never campaign or vote.
 * Snapshots: the driver snapshots its state machine at `applied_index` (`snapshot_meta()`
@@ -131,16 +133,19 @@ class _Progress:
     probe_sent: bool = False  # PROBE: an APPEND is out, wait for its answer
     inflight: deque[int] = field(default_factory=deque)  # REPLICATE: last index per APPEND
     recent_active: bool = False  # heard from since the last check-quorum round
-    match_at_heartbeat: int = -1  # match when the previous heartbeat response came
+    stalled_ticks: int = 0  # REPLICATE: ticks with APPENDs out and no progress
+    commit_sent: int = 0  # the highest commit index the peer may take from what we sent
     snapshot_index: int = 0  # SNAPSHOT: the index of the snapshot being sent
     snapshot_offset: int = 0  # SNAPSHOT: bytes the peer acknowledged
     snapshot_stalled_ticks: int = 0  # SNAPSHOT: ticks since the transfer last progressed
+    inflight_max: int = INFLIGHT_APPENDS_PER_PEER_MAX
 
     def become_probe(self) -> None:
         self.state = _ProgressState.PROBE
         self.next = self.match + 1
         self.probe_sent = False
         self.inflight.clear()
+        self.stalled_ticks = 0
 
     def become_replicate(self) -> None:
         self.state = _ProgressState.REPLICATE
@@ -161,7 +166,7 @@ class _Progress:
         if self.state == _ProgressState.PROBE:
             return self.probe_sent
         if self.state == _ProgressState.REPLICATE:
-            return len(self.inflight) >= INFLIGHT_APPENDS_PER_PEER_MAX
+            return len(self.inflight) >= self.inflight_max
         return True
 
 
@@ -191,6 +196,8 @@ class Raft:
         election_ticks: int = 10,
         heartbeat_ticks: int = 1,
         applied: int = 0,
+        append_entries_max: int = APPEND_ENTRIES_MAX,
+        inflight_appends_max: int = INFLIGHT_APPENDS_PER_PEER_MAX,
     ) -> None:
         """Load term, vote, commit index and snapshot from `storage`; start as a follower
         (or learner).
@@ -198,7 +205,9 @@ class Raft:
         `voters`/`learners` is the membership the driver last applied; a durable snapshot
         with a later index overrides it. `applied` is the last index the state machine
         already holds (from a snapshot or because the tree survived); committed entries
-        after it are handed out again. Bad configuration raises ValueError.
+        after it are handed out again. `append_entries_max` and `inflight_appends_max` may
+        only lower the limits.py bounds (the simulation uses tiny ones to reach every
+        batching boundary). Bad configuration raises ValueError.
         """
         for member_id in (replica_id, *voters, *learners):
             if not REPLICA_ID_MIN <= member_id <= REPLICA_ID_MAX:
@@ -215,6 +224,12 @@ class Raft:
             raise ValueError(f"election_ticks {election_ticks}, heartbeat_ticks {heartbeat_ticks}")
         if heartbeat_ticks >= election_ticks and election_ticks > 1:
             raise ValueError("heartbeat_ticks must be smaller than election_ticks")
+        if not 1 <= append_entries_max <= APPEND_ENTRIES_MAX:
+            raise ValueError(f"append_entries_max {append_entries_max}")
+        if not 1 <= inflight_appends_max <= INFLIGHT_APPENDS_PER_PEER_MAX:
+            raise ValueError(f"inflight_appends_max {inflight_appends_max}")
+        self._append_entries_max = append_entries_max
+        self._inflight_appends_max = inflight_appends_max
 
         self._replica_id = replica_id
         self._storage = storage
@@ -658,7 +673,9 @@ class Raft:
         self._progress = {}
         for peer_id in (*self._voters, *self._learners):
             if peer_id != self._replica_id:
-                self._progress[peer_id] = _Progress(next=self.last_index + 1)
+                self._progress[peer_id] = _Progress(
+                    next=self.last_index + 1, inflight_max=self._inflight_appends_max
+                )
         # Commits every earlier-term entry once this one commits (Raft §5.4.2, §8).
         # A leader with an empty log has no earlier-term entry to commit (leader
         # completeness: nothing was ever committed), so a fresh cluster skips it and its
@@ -736,7 +753,7 @@ class Raft:
                 self._handle_append(message)
             elif kind == MessageKind.HEARTBEAT:
                 self._commit_to(min(message.commit, self.last_index))
-                self._send(MessageKind.HEARTBEAT_RESPONSE, message.from_id)
+                self._send(MessageKind.HEARTBEAT_RESPONSE, message.from_id, index=self.last_index)
             elif kind == MessageKind.SNAPSHOT_CHUNK:
                 self._handle_snapshot_chunk(message)
             else:
@@ -906,6 +923,13 @@ class Raft:
             if self._transfer_elapsed_ticks >= self._election_ticks:
                 self._transfer_target = 0  # the target did not take over: lead on
         for peer_id, progress in self._progress.items():
+            if progress.state == _ProgressState.REPLICATE and progress.match < progress.next - 1:
+                progress.stalled_ticks += 1
+                if progress.stalled_ticks >= self._election_ticks:
+                    # APPENDs went out and none was answered for an election timeout:
+                    # some were lost. Probe again from what is known to match.
+                    progress.become_probe()
+                    self._send_append(peer_id)
             if progress.state == _ProgressState.SNAPSHOT:
                 progress.snapshot_stalled_ticks += 1
                 if progress.snapshot_stalled_ticks >= 2 * self._election_ticks:
@@ -914,7 +938,9 @@ class Raft:
         if self._heartbeat_elapsed_ticks >= self._heartbeat_ticks:
             self._heartbeat_elapsed_ticks = 0
             for peer_id, progress in self._progress.items():
-                self._send(MessageKind.HEARTBEAT, peer_id, commit=min(progress.match, self._commit))
+                commit = min(progress.match, self._commit)
+                progress.commit_sent = max(progress.commit_sent, commit)
+                self._send(MessageKind.HEARTBEAT, peer_id, commit=commit)
 
     def _quorum_active(self) -> bool:
         active = sum(
@@ -947,6 +973,7 @@ class Raft:
         advanced = message.index > progress.match
         if advanced:
             progress.match = message.index
+            progress.stalled_ticks = 0
         progress.next = max(progress.next, message.index + 1)
         if progress.state == _ProgressState.PROBE:
             progress.become_replicate()
@@ -961,19 +988,16 @@ class Raft:
             self._broadcast_append()
         else:
             self._send_append(peer_id, allow_empty=False)
+        if min(progress.match, self._commit) > progress.commit_sent:
+            self._send_append(peer_id)  # it caught up past what it knows is committed
         if peer_id == self._transfer_target and progress.match == self.last_index and advanced:
             self._send(MessageKind.TIMEOUT_NOW, peer_id)
 
     def _handle_heartbeat_response(self, message: Message, progress: _Progress) -> None:
-        if progress.state == _ProgressState.REPLICATE:
-            stuck = progress.match < progress.next - 1 and (
-                progress.match == progress.match_at_heartbeat
-            )
-            if stuck:
-                # APPENDs went out and nothing came back for a heartbeat round: some were
-                # lost; probe from what is known to match.
-                progress.become_probe()
-        progress.match_at_heartbeat = progress.match
+        if progress.state == _ProgressState.REPLICATE and message.index < progress.next - 1:
+            # Its log is shorter than what we sent before this heartbeat (one stream per
+            # link): APPENDs were lost, or it restarted without them. Probe again now.
+            progress.become_probe()
         if progress.state == _ProgressState.PROBE:
             progress.probe_sent = False
         if progress.match < self.last_index:
@@ -997,7 +1021,7 @@ class Raft:
     def _send_append(self, peer_id: int, *, allow_empty: bool = True) -> None:
         """Send what the peer's progress allows: a probe, pipelined batches, or a snapshot."""
         progress = self._progress[peer_id]
-        for _ in range(INFLIGHT_APPENDS_PER_PEER_MAX):
+        for _ in range(self._inflight_appends_max):
             if progress.paused:
                 return
             previous = progress.next - 1
@@ -1007,6 +1031,9 @@ class Raft:
             entries = self._entries_for(progress.next)
             if not entries and not allow_empty:
                 return
+            progress.commit_sent = max(
+                progress.commit_sent, min(self._commit, previous + len(entries))
+            )
             self._messages.append(
                 Message(
                     kind=MessageKind.APPEND,
@@ -1039,7 +1066,7 @@ class Raft:
 
     def _entries_for(self, low: int) -> tuple[Entry, ...]:
         """Entries from `low` within one APPEND's bounds (at least one if any exist)."""
-        high = min(self.last_index + 1, low + APPEND_ENTRIES_MAX)
+        high = min(self.last_index + 1, low + self._append_entries_max)
         if low >= high:
             return ()
         entries: list[Entry] = []
@@ -1150,7 +1177,9 @@ class Raft:
             else:
                 for peer_id in (*self._voters, *self._learners):
                     if peer_id != self._replica_id and peer_id not in self._progress:
-                        self._progress[peer_id] = _Progress(next=self.last_index + 1)
+                        self._progress[peer_id] = _Progress(
+                            next=self.last_index + 1, inflight_max=self._inflight_appends_max
+                        )
                 for peer_id in list(self._progress):
                     if peer_id not in self._voters and peer_id not in self._learners:
                         del self._progress[peer_id]

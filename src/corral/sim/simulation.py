@@ -4,8 +4,10 @@ N `Raft` cores (voters and learners) run in one process on a simulated milliseco
 clock. Around them the simulation plays the driver (persist -> send -> apply -> advance,
 raft.py's contract), the disk, the network and the clients, and injects faults:
 
-* network: loss, duplication, random delay (hence reordering), partitions that split the
-  cluster in two, one-way links; messages in flight across a cut link are lost;
+* network: loss, duplication, random delay, reordering (a link is FIFO like the TCP stream
+  it models, except that a message may overtake the queue, as across a reconnect),
+  partitions that split the cluster in two, one-way links; messages in flight across a
+  cut link are lost;
 * replicas: crashes (everything not yet persisted is lost: the outstanding Ready, the
   volatile state machine, received messages) and restarts from the simulated disk;
   pauses (no ticks, no delivery, no disk progress) and resumes; slow disks (a persist
@@ -50,23 +52,36 @@ class SimConfig:
     voters: int = 3
     learners: int = 0
     steps: int = 4_000  # simulated milliseconds with faults
-    settle_steps: int = 4_000  # then faults heal; the cluster must converge within this
+    settle_steps: int = 10_000  # then faults heal; the cluster must converge within this
     tick_ms: int = 10
     election_ticks: int = 10
     heartbeat_ticks: int = 2
     delay_max_ms: int = 15
     loss_probability: float = 0.02
     duplicate_probability: float = 0.02
+    # Peers talk over one TCP stream per link, so a link is FIFO; reordering comes from
+    # reconnects, modelled as a message that ignores the queue ahead of it.
+    reorder_probability: float = 0.02
     fault_probability: float = 0.004  # per millisecond: crash, pause, partition, ...
     proposal_probability: float = 0.05  # per millisecond
     snapshot_chunk_size_bytes: int = 256
     compaction_probability: float = 0.002  # per replica and millisecond
     slow_disk_probability: float = 0.05  # per persist: 20..100 ms instead of 1..3
+    leader_fault_share: float = 0.3  # how often a fault picks the leader on purpose
+    append_entries_max: int = 1_024
+    inflight_appends_max: int = 64
 
     @classmethod
     def from_seed(cls, seed: int, *, steps: int = 4_000) -> SimConfig:
         """A configuration drawn from the seed, so that seeds explore shapes too."""
         rng = random.Random(seed ^ 0x5EED)
+        append_entries_max = rng.choice((1, 4, 1_024))
+        inflight_appends_max = rng.choice((1, 4, 64))
+        proposal_probability = rng.choice((0.02, 0.05, 0.2))
+        if append_entries_max * inflight_appends_max < 16:
+            # A thin pipeline moves a few dozen entries a second over a slow network:
+            # fewer clients, so that the cluster can catch up once the faults stop.
+            proposal_probability = 0.02
         return cls(
             seed=seed,
             voters=rng.choice((1, 3, 3, 3, 5, 5)),
@@ -75,9 +90,13 @@ class SimConfig:
             delay_max_ms=rng.choice((2, 15, 40)),
             loss_probability=rng.choice((0.0, 0.02, 0.1)),
             duplicate_probability=rng.choice((0.0, 0.02, 0.1)),
-            fault_probability=rng.choice((0.001, 0.004, 0.01)),
-            proposal_probability=rng.choice((0.02, 0.05, 0.2)),
+            reorder_probability=rng.choice((0.0, 0.02, 0.2)),
+            fault_probability=rng.choice((0.002, 0.005, 0.01, 0.02, 0.05)),
+            proposal_probability=proposal_probability,
             compaction_probability=rng.choice((0.0, 0.002, 0.01)),
+            leader_fault_share=rng.choice((0.0, 0.3, 0.7, 0.9)),
+            append_entries_max=append_entries_max,
+            inflight_appends_max=inflight_appends_max,
         )
 
 
@@ -141,6 +160,7 @@ class _Replica:
     held: list[Message] = field(default_factory=list)  # arrived while paused
     next_tick_ms: int = 0
     restarts: int = 0
+    recover_ms: int = -1  # when a crashed replica restarts or a paused one resumes
 
 
 class Simulation:
@@ -158,6 +178,7 @@ class Simulation:
         self.network: list[tuple[int, int, Message]] = []  # heap of (deliver_ms, seq, msg)
         self.sequence = 0
         self.cut: set[tuple[int, int]] = set()  # (from, to) links that drop messages
+        self.link_last_ms: dict[tuple[int, int], int] = {}  # FIFO per link
         self.heal_ms = 0  # when the current partition heals
         self.faults_on = True
         self.violations: list[str] = []
@@ -241,6 +262,8 @@ class Simulation:
             election_ticks=self.config.election_ticks,
             heartbeat_ticks=self.config.heartbeat_ticks,
             applied=len(applied),
+            append_entries_max=self.config.append_entries_max,
+            inflight_appends_max=self.config.inflight_appends_max,
         )
         replica.outstanding = None
         replica.paused = False
@@ -356,9 +379,13 @@ class Simulation:
             copies = 2
         for _ in range(copies):
             assert len(self.network) < MESSAGES_IN_FLIGHT_MAX, "network flooded"
-            delay_ms = self.rng.randint(1, self.config.delay_max_ms)
+            deliver_ms = self.now_ms + self.rng.randint(1, self.config.delay_max_ms)
+            link = (message.from_id, message.to_id)
+            if not (self.faults_on and self.rng.random() < self.config.reorder_probability):
+                deliver_ms = max(deliver_ms, self.link_last_ms.get(link, 0))
+                self.link_last_ms[link] = deliver_ms
             self.sequence += 1
-            heapq.heappush(self.network, (self.now_ms + delay_ms, self.sequence, message))
+            heapq.heappush(self.network, (deliver_ms, self.sequence, message))
 
     def _deliver(self) -> None:
         for replica in self.replicas.values():
@@ -385,37 +412,50 @@ class Simulation:
         if self.cut and self.now_ms >= self.heal_ms:
             self._log("network heals")
             self.cut = set()
+        for replica in self.replicas.values():
+            if self.now_ms == replica.recover_ms:
+                if replica.raft is None:
+                    self._restart(replica)
+                elif replica.paused:
+                    replica.paused = False
+                    self._log(f"r{replica.replica_id} resumes")
         if rng.random() >= self.config.fault_probability:
             return
         replica = self.replicas[rng.choice(list(self.replicas))]
-        fault = rng.choice(
-            ("crash", "restart", "pause", "resume", "partition", "one_way", "transfer")
-        )
+        if rng.random() < self.config.leader_fault_share:
+            replica = self._a_leader() or replica  # leaders failing is what tests Raft most
+        fault = rng.choice(("crash", "pause", "partition", "one_way", "transfer"))
+        # Short outages make elections overlap with recoveries, long ones make logs drift.
+        outage_ms = rng.choice((rng.randint(5, 100), rng.randint(100, 2_000)))
         if fault == "crash" and replica.raft is not None:
             self._crash(replica)
-        elif fault in ("restart", "crash") and replica.raft is None:
-            self._restart(replica)
-        elif fault in ("pause", "resume") and replica.raft is not None:
-            replica.paused = not replica.paused
-            self._log(f"r{replica.replica_id} {'pauses' if replica.paused else 'resumes'}")
+            replica.recover_ms = self.now_ms + outage_ms
+        elif fault == "pause" and replica.raft is not None and not replica.paused:
+            replica.paused = True
+            replica.recover_ms = self.now_ms + outage_ms
+            self._log(f"r{replica.replica_id} pauses")
         elif fault == "partition" and not self.cut and len(self.replicas) > 1:
             ids = list(self.replicas)
             rng.shuffle(ids)
             side = set(ids[: rng.randint(1, len(ids) - 1)])
+            if rng.random() < self.config.leader_fault_share:
+                side.add(replica.replica_id)  # often the leader ends up in the minority
             self.cut = {(a, b) for a in ids for b in ids if (a in side) != (b in side)}
-            self.heal_ms = self.now_ms + rng.randint(50, 1_500)
+            self.heal_ms = self.now_ms + outage_ms
             self._log(f"partition {sorted(side)} | {sorted(set(ids) - side)}")
         elif fault == "one_way" and len(self.replicas) > 1:
-            a, b = rng.sample(list(self.replicas), 2)
-            self.cut.add((a, b))
-            self.heal_ms = max(self.heal_ms, self.now_ms + rng.randint(50, 1_000))
-            self._log(f"link r{a} -> r{b} cut")
-        elif fault == "transfer":
-            leader = self._a_leader()
-            if leader is not None and leader.raft is not None and len(self.voters) > 1:
-                target = rng.choice([v for v in self.voters if v != leader.replica_id])
-                if leader.raft.transfer_leadership(target):
-                    self._log(f"r{leader.replica_id} transfers leadership to r{target}")
+            other = rng.choice([r for r in self.replicas if r != replica.replica_id])
+            link = (
+                (replica.replica_id, other) if rng.random() < 0.5 else (other, replica.replica_id)
+            )
+            self.cut.add(link)
+            self.heal_ms = max(self.heal_ms, self.now_ms + outage_ms)
+            self._log(f"link r{link[0]} -> r{link[1]} cut")
+        elif fault == "transfer" and len(self.voters) > 1:
+            raft = replica.raft
+            target = rng.choice([v for v in self.voters if v != replica.replica_id])
+            if raft is not None and raft.role == Role.LEADER and raft.transfer_leadership(target):
+                self._log(f"r{replica.replica_id} transfers leadership to r{target}")
 
     def _a_leader(self) -> _Replica | None:
         leaders = [
