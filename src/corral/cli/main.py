@@ -1,4 +1,4 @@
-"""The `corral` command: server (and, as they land, shell, bench and data tools)."""
+"""The `corral` command: server, shell, data tools and bench."""
 
 from __future__ import annotations
 
@@ -64,13 +64,15 @@ def _run_server(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_server_parser(subparsers)
+    # Imported here rather than at the top: `import corral.cli.main` stays cheap.
+    from corral.cli.bench import add_bench_parser
+    from corral.cli.data import add_data_parser
     from corral.cli.shell import add_shell_parser
 
+    _add_server_parser(subparsers)
     add_shell_parser(subparsers)
-    from corral.cli.data import add_data_parser
-
     add_data_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 
