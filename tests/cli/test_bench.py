@@ -565,3 +565,19 @@ def test_compare_runs_both_servers_alternately_and_stops_them(
     assert "zookeeper-b/zookeeper" in captured.out
     for target in targets:
         assert not _pid_alive(target["pid"]), f"server {target['pid']} left running"
+
+
+def test_bench_help_renders() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "corral", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--compare" in result.stdout
+    assert "90% getData" in result.stdout

@@ -206,7 +206,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--workloads",
         type=_workload_list,
         metavar="A,B,...",
-        help=f"run only these, in this order (default: all). {workload_help}",
+        # argparse %-formats help text: a literal % must be doubled.
+        help=f"run only these, in this order (default: all). {workload_help}".replace("%", "%%"),
     )
     parser.add_argument(
         "--duration-s", type=_positive_float, help="time bound per workload per server"
