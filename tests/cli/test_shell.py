@@ -19,12 +19,14 @@ import difflib
 import itertools
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
+import pexpect.popen_spawn
 import pytest
 
 from corral.cli.launch import ApacheZooKeeper, CorralServer
@@ -89,9 +91,11 @@ def shell_command(server: str, *words: str, timeout_ms: int = 10_000) -> list[st
     ]
 
 
-def run_shell(server: str, *words: str, script: str = "") -> subprocess.CompletedProcess[str]:
+def run_shell(
+    server: str, *words: str, script: str = "", timeout_ms: int = 10_000
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        shell_command(server, *words),
+        shell_command(server, *words, timeout_ms=timeout_ms),
         input=script,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -296,6 +300,44 @@ def test_watch_commands_match_zkcli(
     assert_same_output(ours.stdout, theirs.stdout)
 
 
+TREE_SCRIPT = """\
+create /t
+create /t/b
+create /t/a
+create /t/a/y
+create /t/a/x
+create /t/a/x/deep
+create /t/c
+create /t/b/z
+ls -R /t
+ls -R /
+setAcl -R /t world:anyone:cdrwa
+setAcl -R /missing world:anyone:r
+getAllChildrenNumber /t
+getAllChildrenNumber /
+stat /t watch
+get /t watch
+delete /t/c 0
+delete /t/a
+ls -s /t
+create /t/a/x/deep/er data world:anyone:r
+getAcl -s /t/a/x/deep/er
+set /t/a/x/deep/er x
+delete -v 0 /t/a/x/deep/er
+deleteall /t
+ls /
+"""
+
+
+def test_tree_commands_match_zkcli(
+    corral_server: CorralServer, zookeeper_server: ApacheZooKeeper
+) -> None:
+    theirs = run_zkcli(make_root(zookeeper_server.address), TREE_SCRIPT)
+    ours = run_shell(make_root(corral_server.address), script=TREE_SCRIPT)
+    assert "/t/a/x/deep" in ours.stdout
+    assert_same_output(ours.stdout, theirs.stdout)
+
+
 def test_shell_against_apache_zookeeper_matches_zkcli(zookeeper_server: ApacheZooKeeper) -> None:
     # Same server, two shells: only the shell differs.
     theirs = run_zkcli(make_root(zookeeper_server.address), BASIC_SCRIPT)
@@ -304,7 +346,7 @@ def test_shell_against_apache_zookeeper_matches_zkcli(zookeeper_server: ApacheZo
 
 
 def test_config_and_chroot(corral_server: CorralServer, zookeeper_server: ApacheZooKeeper) -> None:
-    script = "config\nconfig -s\nls /\ncreate /in x\nls /\n"
+    script = "config\nconfig -s\nconfig -c\nls /\ncreate /in x\nls /\n"
     theirs = run_zkcli(make_root(zookeeper_server.address), script)
     server = make_root(corral_server.address)
     ours = run_shell(server, script=script)
@@ -345,9 +387,9 @@ def test_stdin_exit_code_reports_any_failure(corral_server: CorralServer) -> Non
 
 
 def test_unreachable_server_fails_with_one_line() -> None:
-    result = run_shell("127.0.0.1:1", "ls", "/")
+    result = run_shell("127.0.0.1:1", "ls", "/", timeout_ms=1_000)
     assert result.returncode == 1
-    assert result.stdout.splitlines()[-1].startswith("Unable to connect to 127.0.0.1:1")
+    assert result.stdout.splitlines()[-1] == "Unable to connect to 127.0.0.1:1 within 1000 ms"
 
 
 # --------------------------------------------------------------------------- the REPL
@@ -472,3 +514,38 @@ def test_java_formats() -> None:
     assert format_event(KeeperState.SYNC_CONNECTED, EventType.NODE_CREATED, "/a")[-1] == (
         "WatchedEvent state:SyncConnected type:NodeCreated path:/a"
     )
+
+
+def test_connect_and_close_match_zkcli(
+    corral_server: CorralServer, zookeeper_server: ApacheZooKeeper
+) -> None:
+    def script(server: str) -> str:
+        return f"create /c1\nclose\nls /\nconnect {server}\nls /\nstat /c2\n"
+
+    zk_server = make_root(zookeeper_server.address)
+    theirs = run_zkcli(zk_server, script(zk_server))
+    our_server = make_root(corral_server.address)
+    ours = run_shell(our_server, script=script(our_server))
+    assert "Not connected" in ours.stdout and "[c1]" in ours.stdout
+    assert_same_output(ours.stdout, theirs.stdout)
+
+
+def test_session_events_printed_when_the_server_goes(tmp_path: Path) -> None:
+    with CorralServer() as server:
+        root = make_root(server.address)
+        command = shell_command(root)
+        shell = pexpect.popen_spawn.PopenSpawn(command, encoding="utf-8", timeout=PEXPECT_TIMEOUT_S)
+        try:
+            shell.sendline("create /k v")
+            shell.expect("Created /k")
+            server.stop()
+            shell.expect(re.escape("WatchedEvent state:Disconnected type:None path:null"))
+            shell.sendline("printwatches")
+            shell.expect("printwatches is on")  # local commands work without a server
+            shell.sendeof()
+            shell.expect(pexpect.EOF)
+        finally:
+            if shell.proc.poll() is None:
+                shell.kill(signal.SIGKILL)
+            shell.wait()
+        assert shell.exitstatus == 0
