@@ -1,0 +1,134 @@
+"""Replica-to-replica payloads: exact round trips, and nothing but DecodeError from bad bytes."""
+
+from __future__ import annotations
+
+import contextlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.consensus.types import Entry, EntryKind, Message, MessageKind, SnapshotMeta
+from corral.protocol.errors import DecodeError, ProtocolError
+from corral.replica.messages import (
+    Envelope,
+    Forward,
+    ForwardRejected,
+    RaftPayload,
+    ReadIndex,
+    ReadIndexResponse,
+    Touch,
+    decode_envelope,
+    decode_payload,
+    encode_envelope,
+    encode_payload,
+)
+
+replica_ids = st.integers(1, 255)
+non_negative = st.integers(0, 2**62)
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> tuple[Entry, ...]:
+    count = draw(st.integers(0, 5))
+    first = draw(st.integers(1, 1000))
+    term = draw(st.integers(1, 50))
+    result = []
+    for offset in range(count):
+        term += draw(st.integers(0, 2))
+        kind = draw(st.sampled_from(list(EntryKind)))
+        data = b"" if kind == EntryKind.NOOP else draw(st.binary(max_size=30))
+        result.append(Entry(term=term, index=first + offset, kind=kind, data=data))
+    return tuple(result)
+
+
+@st.composite
+def metas(draw: st.DrawFn) -> SnapshotMeta:
+    members = draw(st.lists(replica_ids, min_size=1, max_size=7, unique=True))
+    split = draw(st.integers(1, len(members)))
+    return SnapshotMeta(
+        index=draw(st.integers(1, 10**9)),
+        term=draw(st.integers(1, 10**6)),
+        voters=tuple(members[:split]),
+        learners=tuple(members[split:]),
+    )
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> Message:
+    kind = draw(st.sampled_from(list(MessageKind)))
+    snapshot = draw(metas()) if kind == MessageKind.SNAPSHOT_CHUNK else draw(st.none() | metas())
+    return Message(
+        kind=kind,
+        from_id=draw(replica_ids),
+        to_id=draw(replica_ids),
+        term=draw(non_negative),
+        log_term=draw(non_negative),
+        index=draw(non_negative),
+        entries=draw(entries()),
+        commit=draw(non_negative),
+        reject=draw(st.booleans()),
+        reject_hint=draw(non_negative),
+        leader_transfer=draw(st.booleans()),
+        snapshot=snapshot,
+        offset=draw(non_negative),
+        data=draw(st.binary(max_size=40)),
+        done=draw(st.booleans()),
+    )
+
+
+payloads = st.one_of(
+    messages().map(lambda m: RaftPayload(message=m)),
+    st.builds(Forward, origin_id=replica_ids, token=non_negative, txn=st.binary(max_size=40)),
+    st.builds(ForwardRejected, token=non_negative),
+    st.builds(
+        Touch,
+        sessions=st.lists(st.tuples(non_negative, st.integers(1, 10**6)), max_size=5).map(tuple),
+    ),
+    st.builds(ReadIndex, request_id=non_negative),
+    st.builds(ReadIndexResponse, request_id=non_negative, index=non_negative, ok=st.booleans()),
+)
+
+
+@settings(max_examples=300)
+@given(payload=payloads)
+def test_payloads_round_trip(payload: object) -> None:
+    assert decode_payload(encode_payload(payload)) == payload  # type: ignore[arg-type]
+
+
+@given(envelope=st.builds(Envelope, origin_id=replica_ids, token=non_negative, txn=st.binary()))
+def test_envelopes_round_trip(envelope: Envelope) -> None:
+    assert decode_envelope(encode_envelope(envelope)) == envelope
+
+
+@settings(max_examples=300)
+@given(data=st.binary(max_size=200))
+def test_arbitrary_bytes_raise_only_decode_errors(data: bytes) -> None:
+    for decode in (decode_payload, decode_envelope):
+        with contextlib.suppress(ProtocolError):
+            decode(data)
+
+
+@settings(max_examples=200)
+@given(payload=payloads, position=st.integers(0, 10_000), flip=st.integers(1, 255))
+def test_corrupted_payloads_raise_only_decode_errors(
+    payload: object, position: int, flip: int
+) -> None:
+    data = bytearray(encode_payload(payload))  # type: ignore[arg-type]
+    data[position % len(data)] ^= flip
+    with contextlib.suppress(DecodeError):
+        decode_payload(bytes(data))
+
+
+def test_truncation_and_stray_bytes_are_errors() -> None:
+    data = encode_payload(ReadIndexResponse(request_id=7, index=9, ok=True))
+    for cut in range(len(data)):
+        try:
+            decode_payload(data[:cut])
+        except DecodeError:
+            continue
+        raise AssertionError(f"a payload cut at {cut} bytes decoded")
+    try:
+        decode_payload(data + b"\x00")
+    except DecodeError:
+        return
+    raise AssertionError("stray bytes were accepted")
