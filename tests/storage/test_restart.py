@@ -25,6 +25,7 @@ from corral.protocol.records import (
 from corral.storage.fs import OsFileSystem
 from corral.storage.snapshots import SNAPSHOT_HEADER_SIZE, list_snapshots
 from corral.storage.wal import list_segments, read_segment
+from tests.storage.support import wait_for_snapshots
 from tests.support.raw_client import RawClient
 
 EXPIRY_WAIT_S = 15
@@ -104,17 +105,20 @@ def test_a_session_that_does_not_come_back_expires_after_the_restart(data_dir: P
         server.stop()
 
 
-def fill(server: CorralServer, count: int) -> None:
+def fill(server: CorralServer, count: int, data_dir: Path | None = None) -> None:
+    """`count` znodes; with `data_dir`, a snapshot every 50 (waited for)."""
     with RawClient(server.host, server.port) as client:
         assert client.connect() is not None
         for i in range(count):
             create(client, f"/n{i:04d}", data=b"v%d" % i)
+            if data_dir is not None and i % 50 == 49:
+                wait_for_snapshots(data_dir, (i + 1) // 50)
 
 
 def test_corrupt_newest_snapshot_falls_back_to_an_older_one(data_dir: Path) -> None:
     server = start(data_dir, snapCount="40")
     try:
-        fill(server, 200)
+        fill(server, 200, data_dir)
         server.stop()
         fs = OsFileSystem()
         snapshots = list_snapshots(fs, str(data_dir))

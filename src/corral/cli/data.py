@@ -46,6 +46,7 @@ from corral.storage.wal import (
     StorageError,
     create_wal,
     list_segments,
+    read_log,
     read_segment,
 )
 from corral.storage.zookeeper import (
@@ -185,28 +186,6 @@ def _name(path: str) -> str:
 # ---------------------------------------------------------------------- dump
 
 
-def _read_log(log_dir: str, after_index: int) -> tuple[list[Entry], HardState | None, str]:
-    """Every entry after `after_index`, read-only, as replay would see them; a note on
-    how the log ended."""
-    fs = OsFileSystem()
-    entries: dict[int, Entry] = {}
-    hard_state = None
-    note = ""
-    for _, _, path in list_segments(fs, log_dir):
-        segment = read_segment(fs, path)
-        for _, entry in segment.entries:
-            if entry.index <= after_index:
-                continue
-            for stale in [i for i in entries if i >= entry.index]:
-                del entries[stale]
-            entries[entry.index] = entry
-        if segment.hard_states:
-            hard_state = segment.hard_states[-1][1]
-        if segment.end is not ScanEnd.END:
-            note = f"{path} offset {segment.end_offset}: {segment.end.value} ({segment.reason})"
-    return [entries[i] for i in sorted(entries)], hard_state, note
-
-
 def _load_tree(data_dir: str, log_dir: str) -> tuple[DataTree, str]:
     fs = OsFileSystem()
     tree: DataTree | None = None
@@ -220,11 +199,11 @@ def _load_tree(data_dir: str, log_dir: str) -> tuple[DataTree, str]:
             print(f"# skipping {path}: {e}", file=sys.stderr)
     if tree is None:
         tree = DataTree(extended_types_enabled=True)
-    entries, _, note = _read_log(log_dir, tree.last_zxid)
-    if note:
-        print(f"# log ends early: {note}", file=sys.stderr)
+    log = read_log(fs, log_dir, tree.last_zxid)
+    if log.note:
+        print(f"# log ends early: {log.note}", file=sys.stderr)
     applied = 0
-    for entry in entries:
+    for entry in log.entries:
         if entry.kind == EntryKind.NORMAL:
             tree.apply(decode_txn(entry.data), entry.index)
             applied += 1
@@ -251,8 +230,9 @@ def _dump(args: argparse.Namespace) -> int:
                 return 2
             low = int(low_text, 0) if low_text else 1
             high = int(high_text, 0) if high_text else 2**63
-            entries, hard_state, note = _read_log(log_dir, low - 1)
-            for entry in entries:
+            log = read_log(OsFileSystem(), log_dir, low - 1)
+            hard_state, note = log.hard_state, log.note
+            for entry in log.entries:
                 if entry.index > high:
                     break
                 body = repr(decode_txn(entry.data)) if entry.kind == EntryKind.NORMAL else ""

@@ -9,13 +9,13 @@ Rules:
   log batches, segment creation, purge. While a batch is being written and fsynced, new
   proposals accumulate in the consensus core and go out together in the next batch
   (group commit; the replica hands out one persist at a time).
-* Snapshots are taken in a forked child process, from its copy-on-write image of the
-  tree: the event loop stalls only for fork() itself (page tables: milliseconds per GB
-  of heap), however large the tree. The child encodes, writes (temp, fsync, rename,
-  fsync dir) and exits; the parent awaits its exit status in a thread. Python's
-  reference counting makes the child copy the pages it reads, so memory peaks at up to
-  twice the tree's while a snapshot is written. The child dies with the parent
-  (PR_SET_PDEATHSIG), and a half-written snapshot is only ever a `.tmp` file.
+* Snapshots are written by a separate process (server/snapshotter.py) that rebuilds the
+  tree at the chosen index from the previous snapshot and the log, as recovery does, and
+  writes it (temp, fsync, rename, fsync dir). The server only spawns it (vfork + exec,
+  from a thread) and awaits its exit in a thread: the event loop never stalls for it,
+  however large the tree; fork() would stall it for ~50-70 ms per GB of heap, copying
+  page tables. The writer dies with the server, and a half-written snapshot is only ever
+  a `.tmp` file.
 * When to snapshot: after a random count of applied txns in [snapCount/2+1, snapCount]
   since the last one (ZooKeeper's randomisation, so replicas do not snapshot together);
   one snapshot at a time. After a snapshot, the in-memory log drops the entries it
@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import random
-import signal
+import subprocess
 import sys
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from corral.consensus.types import SnapshotMeta
@@ -44,14 +42,11 @@ from corral.replica.outbox import Persist
 from corral.server.config import ServerConfig
 from corral.storage.fs import FileSystem, OsFileSystem
 from corral.storage.recovery import purge, recover
-from corral.storage.snapshots import write_snapshot
 from corral.storage.wal import Wal
-from corral.tree.snapshot import decode_snapshot, encode_snapshot
+from corral.tree.snapshot import decode_snapshot
 from corral.tree.tree import DataTree
 
 log = logging.getLogger("corral.server")
-
-_PR_SET_PDEATHSIG = 1
 
 
 class DurableLog:
@@ -122,50 +117,27 @@ def open_durable(config: ServerConfig, fs: FileSystem | None = None) -> tuple[Da
     return tree, wal
 
 
-def _snapshot_child(data_dir: str, tree: DataTree, meta: SnapshotMeta) -> None:
-    """In the forked child: write the snapshot and exit without returning."""
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)  # the parent's event loop owns that pipe
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:
-            os._exit(1)  # the parent died before prctl took effect
-        content = encode_snapshot(tree)
-        write_snapshot(OsFileSystem(), data_dir, meta=meta, content=content)
-        code = 0
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            sys.stderr.write(f"snapshot {meta.index} failed:\n{traceback.format_exc()}")
-            sys.stderr.flush()
-    finally:
-        os._exit(code)
-
-
 class Snapshotter:
-    """Decides when to snapshot and runs one forked writer at a time."""
+    """Decides when to snapshot and runs one snapshot writer process at a time."""
 
     def __init__(
         self,
         *,
         config: ServerConfig,
         wal: Wal,
-        io: ThreadPoolExecutor,
         rng: random.Random,
         voters: tuple[int, ...],
     ) -> None:
         self._config = config
         self._wal = wal
-        self._io = io
         self._rng = rng
         self._voters = voters
         snapshot = wal.snapshot_meta()
         self._last_index = snapshot.index if snapshot is not None else 0  # or last attempt
         self._threshold = self._next_threshold()
-        self._child_pid: int | None = None
+        self._in_progress = False
+        self._stopping = False
+        self._process: subprocess.Popen[bytes] | None = None
         self._task: asyncio.Task[None] | None = None
         self.snapshots_written = 0
 
@@ -175,11 +147,11 @@ class Snapshotter:
 
     @property
     def in_progress(self) -> bool:
-        return self._child_pid is not None
+        return self._in_progress
 
     def maybe_snapshot(self, tree: DataTree, tasks: asyncio.TaskGroup) -> None:
-        """Call after applying entries; forks a snapshot writer when it is time."""
-        if self._child_pid is not None:
+        """Call after applying entries; starts a snapshot writer when it is time."""
+        if self._in_progress or self._stopping:
             return
         index = tree.last_zxid
         if index - self._last_index < self._threshold:
@@ -187,40 +159,72 @@ class Snapshotter:
         if not self._wal.first_index() - 1 <= index <= self._wal.last_index():
             return  # not in the log (cannot happen after replay); wait for the next one
         meta = SnapshotMeta(index=index, term=self._wal.term(index), voters=self._voters)
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            _snapshot_child(self._config.data_dir, tree, meta)
-        fork_ms = (time.monotonic() - started) * 1000
-        self._child_pid = pid
+        config = self._config
+        argv = [
+            sys.executable,
+            "-m",
+            "corral.server.snapshotter",
+            "--data-dir",
+            config.data_dir,
+            "--log-dir",
+            config.log_dir,
+            "--index",
+            str(meta.index),
+            "--term",
+            str(meta.term),
+            "--voters",
+            ",".join(map(str, meta.voters)),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        if config.extended_types_enabled:
+            argv.append("--extended-types")
+        if config.skip_acl:
+            argv.append("--skip-acl")
+        if config.enforce_quota:
+            argv.append("--enforce-quota")
+        self._in_progress = True
         self._last_index = index
         self._threshold = self._next_threshold()
-        log.info("snapshot at index %d: writer pid %d forked in %.1f ms", index, pid, fork_ms)
-        self._task = tasks.create_task(self._wait(pid, meta, started))
+        self._task = tasks.create_task(self._run(argv, meta))
 
-    async def _wait(self, pid: int, meta: SnapshotMeta, started: float) -> None:
-        index = meta.index
-        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
-        self._child_pid = None
-        code = os.waitstatus_to_exitcode(status)
+    async def _run(self, argv: list[str], meta: SnapshotMeta) -> None:
+        started = time.monotonic()
+        try:
+            # Popen in a thread: the loop never waits, not even for the vfork + exec.
+            process = await asyncio.to_thread(
+                subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            )
+        except OSError as e:
+            self._in_progress = False
+            log.error("snapshot at index %d: cannot start the writer: %s", meta.index, e)
+            return
+        self._process = process
+        if self._stopping:
+            process.kill()
+        log.info("snapshot at index %d: writer pid %d started", meta.index, process.pid)
+        code = await asyncio.to_thread(process.wait)
+        self._process = None
+        self._in_progress = False
         if code != 0:
-            log.error("snapshot at index %d failed (writer exit code %d)", index, code)
+            log.error("snapshot at index %d failed (writer exit code %d)", meta.index, code)
             return
         self.snapshots_written += 1
         log.info(
             "snapshot at index %d written in %.0f ms",
-            index,
+            meta.index,
             (time.monotonic() - started) * 1000,
         )
-        self._wal.compact(index, meta)
+        self._wal.compact(meta.index, meta)
         self._wal.request_roll()
 
     async def stop(self) -> None:
         """Abandon a snapshot in progress (its .tmp file is removed at the next start)."""
-        pid = self._child_pid
-        if pid is not None:
+        self._stopping = True
+        process = self._process
+        if process is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                process.kill()
         if self._task is not None:
             await self._task
 

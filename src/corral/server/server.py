@@ -94,7 +94,6 @@ class Server:
         self._snapshotter = Snapshotter(
             config=self.config,
             wal=wal,
-            io=self._io,
             rng=random.Random(int.from_bytes(os.urandom(8), "big")),
             voters=(self.config.replica_config().replica_id,),
         )

@@ -184,6 +184,46 @@ def list_segments(fs: FileSystem, log_dir: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogRead:
+    """The log as replay would see it, read without changing any file."""
+
+    entries: list[Entry]  # contiguous, from after_index + 1
+    hard_state: HardState | None
+    note: str  # where and why reading stopped early ("" if the log ended cleanly)
+
+
+def read_log(fs: FileSystem, log_dir: str, after_index: int) -> LogRead:
+    """Every entry after `after_index`, read-only (tools, the snapshot writer). The
+    newest segment may be appended to meanwhile: what follows its last valid record is
+    reported in `note`, not an error. A gap raises StorageError."""
+    entries: list[Entry] = []
+    hard_state = None
+    note = ""
+    segments = list_segments(fs, log_dir)
+    start = 0
+    for position, (_, first_index, _) in enumerate(segments):
+        if first_index <= after_index + 1:
+            start = position
+    for _, _, path in segments[start:]:
+        segment = read_segment(fs, path)
+        for offset, entry in segment.entries:
+            if entry.index <= after_index:
+                continue
+            last = entries[-1].index if entries else after_index
+            if entry.index > last + 1:
+                raise StorageError(f"{path} offset {offset}: entry {entry.index} follows {last}")
+            del entries[entry.index - after_index - 1 :]
+            entries.append(entry)
+        if segment.hard_states:
+            hard_state = segment.hard_states[-1][1]
+        if segment.end is not ScanEnd.END:
+            note = f"{path} offset {segment.end_offset}: {segment.end.value} ({segment.reason})"
+    if entries and entries[0].index != after_index + 1:
+        raise StorageError(f"{log_dir}/{WAL_DIR}: the log starts at {entries[0].index}")
+    return LogRead(entries=entries, hard_state=hard_state, note=note)
+
+
 @dataclass(slots=True)
 class _Segment:
     seq: int
