@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import enum
 import os
 import signal
 import sys
@@ -154,6 +155,18 @@ class CommandFailed(Exception):
         self.exit_code = exit_code
 
 
+class Echo(enum.Enum):
+    """Which session events the shell prints (zkCli.sh's watcher prints them all)."""
+
+    NOT_YET = "not yet"  # until the first connection: a failed connect is reported once
+    ALL = "all"
+    CLOSED_ONLY = "closed only"  # our own close: the Disconnected on the way is not news
+    NOTHING = "nothing"  # leaving at the end of the input, quietly
+
+
+CONNECTED_EVENTS = (SessionEvent.CONNECTED, SessionEvent.RECONNECTED, SessionEvent.READ_ONLY)
+
+
 class QuitShell(Exception):
     """`quit`: leave after closing the session."""
 
@@ -195,9 +208,7 @@ class Shell:
         self.command_count = 0
         self.print_watches = True
         self.failure_code = EXIT_OK  # the code of the last failed command
-        self._quiet = False  # closing at end of input: no Closed event is printed
-        self._connected_once = False
-        self._closing = False  # our own close: the Disconnected on the way is not news
+        self._echo = Echo.NOT_YET
         self._removals_seen: set[tuple[EventType, str]] | None = None
         self._commands: dict[str, _Command] = {
             "addWatch": _Command(spec={"m": True}, words_min=2, run=self._add_watch),
@@ -272,13 +283,14 @@ class Shell:
             self.out(*format_event(event.state, event.type, event.path))
 
     def _on_session_event(self, event: SessionEvent) -> None:
-        if event in (SessionEvent.CONNECTED, SessionEvent.RECONNECTED, SessionEvent.READ_ONLY):
-            self._connected_once = True
-        if not self._connected_once or self._quiet or not self.print_watches:
+        if self._echo is Echo.NOT_YET and event in CONNECTED_EVENTS:
+            self._echo = Echo.ALL
+        if not self.print_watches:
             return
-        if self._closing and event is not SessionEvent.CLOSED:
-            return
-        self.out(*format_event(SESSION_STATES[event], EventType.NONE, None))
+        if self._echo is Echo.ALL or (
+            self._echo is Echo.CLOSED_ONLY and event is SessionEvent.CLOSED
+        ):
+            self.out(*format_event(SESSION_STATES[event], EventType.NONE, None))
 
     @property
     def prompt(self) -> str:
@@ -291,7 +303,7 @@ class Shell:
         """Close any session, then open one to `host`; False (and a message) on failure."""
         await self.disconnect()
         self.host = host
-        self._connected_once = False
+        self._echo = Echo.NOT_YET
         timeout_s = self.timeout_ms / 1000
         try:
             client = Client(host, timeout_s=timeout_s, read_only=self.read_only)
@@ -311,13 +323,8 @@ class Shell:
         client, self.client = self.client, None
         if client is None:
             return
-        self._quiet = quiet
-        self._closing = True
-        try:
-            await client.close()
-        finally:
-            self._quiet = False
-            self._closing = False
+        self._echo = Echo.NOTHING if quiet else Echo.CLOSED_ONLY
+        await client.close()
 
     def _live_client(self) -> Client:
         client = self.client
@@ -373,6 +380,10 @@ class Shell:
         except ZooKeeperError as e:
             path = parsed.words[1] if len(parsed.words) > 1 else None
             self.err(error_text(e, path))
+            return EXIT_ERROR
+        except ValueError as e:
+            # The client refused an argument before sending anything (e.g. a TTL).
+            self.err(str(e))
             return EXIT_ERROR
         return EXIT_OK
 
@@ -847,6 +858,10 @@ def add_shell_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "-timeout", type=int, default=DEFAULT_TIMEOUT_MS, help="session timeout in ms"
     )
     parser.add_argument("-r", action="store_true", help="allow a read-only server")
+    # zkCli.sh's other options, accepted so its command lines work unchanged: the shell
+    # always waits for the connection, and has no client configuration file.
+    parser.add_argument("-waitforconnection", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("-client-configuration", help=argparse.SUPPRESS)
     parser.add_argument("words", nargs=argparse.REMAINDER, help="a command to run, then exit")
     parser.set_defaults(func=run_shell)
 
@@ -855,6 +870,8 @@ def run_shell(args: argparse.Namespace) -> int:
     words: list[str] = list(args.words)
     if words and words[0] == "--":
         words = words[1:]
+    if args.client_configuration is not None:
+        Shell.err(f"-client-configuration {args.client_configuration}: ignored (no TLS/SASL)")
     shell = Shell(server=args.server, timeout_ms=args.timeout, read_only=args.r)
     if words:
         mode: Callable[[], Awaitable[int]] = lambda: _run_one(shell, words)  # noqa: E731
