@@ -159,3 +159,40 @@ def test_corrupt_log_record_stops_the_server_naming_file_and_offset(data_dir: Pa
     message = str(info.value)
     assert "exited with code 1" in message
     assert f"{path} offset {offset}" in message
+
+
+def test_autopurge_keeps_snap_retain_count_snapshots(data_dir: Path) -> None:
+    server = start(data_dir, snapCount="40")
+    try:
+        fill(server, 300, data_dir)
+    finally:
+        server.stop()
+    fs = OsFileSystem()
+    before = list_snapshots(fs, str(data_dir))
+    assert len(before) >= 5
+    segments_before = list_segments(fs, str(data_dir))
+    server = start(
+        data_dir,
+        snapCount="100000",
+        **{"autopurge.snapRetainCount": "3", "autopurge.purgeInterval": "1"},
+    )
+    try:
+        # Purge runs at start-up in the background; wait (bounded) for it.
+        deadline = time.monotonic() + 10
+        while len(list_snapshots(fs, str(data_dir))) > 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list_snapshots(fs, str(data_dir)) == before[:3]
+        assert len(list_segments(fs, str(data_dir))) < len(segments_before)
+        with RawClient(server.host, server.port) as client:
+            assert client.connect() is not None
+            assert exists(client, "/n0000") and exists(client, "/n0299")
+    finally:
+        server.stop()
+    # And the purged directory still recovers.
+    server = start(data_dir)
+    try:
+        with RawClient(server.host, server.port) as client:
+            assert client.connect() is not None
+            assert exists(client, "/n0150")
+    finally:
+        server.stop()
