@@ -26,9 +26,14 @@ Rules:
   (a new leader's log wins; committed entries are never replaced). On disk the new entry
   is appended; replay applies the same rule, so nothing is ever rewritten in place.
 * Recovery (`open_wal`): segments are read from the one holding the entry after the
-  snapshot; a torn tail of the newest segment is truncated (zeroed, logged); any other
-  damage, a gap between segments, or a log that ends before the persisted commit index
-  raises StorageError naming the file and offset. Nothing is silently dropped.
+  snapshot. In the newest segment, whatever follows the last valid record (a torn write,
+  or records of an unacknowledged batch behind a hole) is zeroed and logged, so that new
+  records are never followed by stale bytes. Any other damage (framing.py tells torn
+  from corrupt), damage in an older segment, a gap between segments, or a log that ends
+  before the persisted commit index raises StorageError naming the file and offset,
+  before anything is changed. Nothing is silently dropped.
+* Write errors (OSError, including a failed fsync) propagate and stop the server: after
+  a failed fsync the kernel may have dropped the data, and retrying proves nothing.
 * `force_sync=False` (forceSync=no) skips the fsync of batches: for tests and benchmarks
   only, the server says so at start-up.
 * Reading the log back is O(entries after the snapshot) in memory; `compact(index)`
