@@ -324,7 +324,7 @@ create /t/a/x/deep/er data world:anyone:r
 getAcl -s /t/a/x/deep/er
 set /t/a/x/deep/er x
 delete -v 0 /t/a/x/deep/er
-deleteall /t
+deleteall /t -b 2
 ls /
 """
 
@@ -375,6 +375,20 @@ def test_one_command_exit_codes(corral_server: CorralServer) -> None:
     assert unknown.stdout.splitlines()[-1] == "Command not found: Command not found bogus"
     usage = run_shell(server, "get")
     assert (usage.returncode, usage.stdout.splitlines()[-1]) == (1, "get [-s] [-w] path")
+
+
+def test_deleteall_failure_is_reported(corral_server: CorralServer) -> None:
+    # Nobody may delete children of /guarded (no `d` permission): the batch fails whole.
+    server = make_root(corral_server.address)
+    result = run_shell(
+        server,
+        script="create /guarded x world:anyone:crwa\ncreate /guarded/c\ndeleteall /guarded\n",
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "Failed to delete some node(s) in the subtree!"
+    assert run_shell(server, "ls", "/guarded").stdout.splitlines()[-1] == "[c]"
+    bad = run_shell(server, "deleteall", "/guarded", "-b", "x")
+    assert (bad.returncode, bad.stdout.splitlines()[-1]) == (1, "-b argument must be an int value")
 
 
 def test_stdin_exit_code_reports_any_failure(corral_server: CorralServer) -> None:

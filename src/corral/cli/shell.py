@@ -60,7 +60,7 @@ from corral.client.exceptions import (
     ZooKeeperError,
 )
 from corral.client.session import ClientState, SessionEvent, WatchEvent, WatchKind
-from corral.limits import TTL_MAX_MS
+from corral.limits import MULTI_OPS_MAX, TTL_MAX_MS
 from corral.protocol.constants import ErrorCode, EventType, KeeperState, OpCode, WatcherType
 from corral.protocol.paths import join_path
 from corral.protocol.records import ACL, OPEN_ACL_UNSAFE, GetDataRequest, GetDataResponse, Stat
@@ -69,7 +69,10 @@ DEFAULT_SERVER = "localhost:2181"
 DEFAULT_TIMEOUT_MS = 30_000  # zkCli.sh's session timeout
 HISTORY_SHOWN_MAX = 10  # `history` lists the last ten commands and itself, as zkCli.sh
 HISTORY_KEPT_MAX = 10_000  # commands remembered for `history` / `redo`
-TREE_VISITS_MAX = 1_000_000  # znodes one `ls -R` / `setAcl -R` walks
+TREE_VISITS_MAX = 1_000_000
+DELETE_BATCH_SIZE_DEFAULT = (
+    1_000  # znodes per multi in `deleteall`, as zkCli.sh  # znodes one `ls -R` / `setAcl -R` walks
+)
 COMPLETION_TIMEOUT_S = 2.0  # a completion that needs the server gives up after this
 COMPLETIONS_MAX = 1_000
 HISTORY_FILE_ENV = "CORRAL_SHELL_HISTORY"
@@ -549,15 +552,31 @@ class Shell:
         await client.delete(path, version)
 
     async def _deleteall(self, parsed: ParsedArgs) -> None:
+        """The subtree, deepest first, in multi batches of -b znodes (zkCli.sh's way):
+        each batch goes at once or not at all."""
         client = self._live_client()
         path = self._path(parsed.words[1])
-        if parsed.value("b") is not None:
-            parse_int(cast(str, parsed.value("b")), "batch size")  # accepted; see the report
+        batch_text = parsed.value("b")
+        batch_size = DELETE_BATCH_SIZE_DEFAULT
+        if batch_text is not None:
+            try:
+                batch_size = int(batch_text)
+            except ValueError:
+                raise CommandFailed("-b argument must be an int value") from None
+            if not 1 <= batch_size <= MULTI_OPS_MAX:
+                raise CommandFailed(f"-b argument must be in [1, {MULTI_OPS_MAX}]")
         if path == "/":
             raise CommandFailed("Arguments are not valid : /")
-        if await client.exists(path) is None:
-            raise NoNodeError(path=path)
-        await client.delete(path, recursive=True)
+        subtree = [visited async for visited in self._walk(client, path, False)]
+        for end in range(len(subtree), 0, -batch_size):
+            transaction = client.transaction()
+            for victim in reversed(subtree[max(0, end - batch_size) : end]):
+                transaction.delete(victim)
+            try:
+                await transaction.commit()
+            except ZooKeeperError:
+                # zkCli.sh 3.8 fails silently here; a script deserves to know.
+                raise CommandFailed("Failed to delete some node(s) in the subtree!") from None
 
     async def _get_acl(self, parsed: ParsedArgs) -> None:
         client = self._live_client()
