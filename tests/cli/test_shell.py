@@ -391,6 +391,15 @@ def test_deleteall_failure_is_reported(corral_server: CorralServer) -> None:
     assert (bad.returncode, bad.stdout.splitlines()[-1]) == (1, "-b argument must be an int value")
 
 
+def test_failed_addauth_is_reported_and_the_session_goes_on(corral_server: CorralServer) -> None:
+    result = run_shell(make_root(corral_server.address), script="addauth nosuch x\nls /\n")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "WatchedEvent state:AuthFailed type:None path:null" in lines
+    assert "KeeperErrorCode = AuthFailed" in lines
+    assert lines[-1] == "[]"  # the session was resumed without the refused credential
+
+
 def test_stdin_exit_code_reports_any_failure(corral_server: CorralServer) -> None:
     server = make_root(corral_server.address)
     ok = run_shell(server, script="create /s1\nls /\n")

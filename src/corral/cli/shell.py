@@ -610,7 +610,12 @@ class Shell:
     async def _addauth(self, parsed: ParsedArgs) -> None:
         client = self._live_client()
         credential = parsed.words[2].encode() if len(parsed.words) > 2 else b""
-        await client.add_auth(parsed.words[1], credential)
+        try:
+            await client.add_auth(parsed.words[1], credential)
+        except ZooKeeperError as e:
+            # Not about a path. zkCli.sh says nothing here (its session is then dead);
+            # corral's client resumes the session without the refused credential.
+            raise CommandFailed(keeper_exception_text(e.code, None)) from None
 
     async def _sync(self, parsed: ParsedArgs) -> None:
         client = self._live_client()
