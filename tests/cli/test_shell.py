@@ -409,6 +409,32 @@ def test_stdin_exit_code_reports_any_failure(corral_server: CorralServer) -> Non
     assert failed_then_ok.stdout.splitlines()[-1] == "[s1]"  # went on after the failure
 
 
+def test_closed_output_stops_the_shell_quietly(corral_server: CorralServer, tmp_path: Path) -> None:
+    # `corral shell ... < script | head -1`: the reader leaves early.
+    script = tmp_path / "script"
+    script.write_text("ls /\n" * 20_000)
+    with script.open() as stdin:
+        process = subprocess.Popen(
+            shell_command(make_root(corral_server.address)),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout.readline().startswith("Connecting to ")
+            process.stdout.close()
+            code = process.wait(timeout=RUN_TIMEOUT_S)
+            errors = process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert code == 1
+    assert errors == ""  # no traceback
+
+
 def test_unreachable_server_fails_with_one_line() -> None:
     result = run_shell("127.0.0.1:1", "ls", "/", timeout_ms=1_000)
     assert result.returncode == 1

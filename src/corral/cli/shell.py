@@ -256,19 +256,38 @@ class Shell:
 
     # ------------------------------------------------------------------ output
 
+    output_closed = False  # the reader of stdout went away (`corral shell ... | head`)
+
     @staticmethod
     def out(*lines: str) -> None:
         # sys.stdout is looked up each time: the REPL swaps it to print above the prompt.
-        for line in lines:
-            sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            for line in lines:
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            Shell._close_output()
 
     @staticmethod
     def err(*lines: str) -> None:
-        sys.stdout.flush()  # keep the order of stdout and stderr when both go to one place
-        for line in lines:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()  # keep the order of stdout and stderr when both go to one place
+            for line in lines:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except BrokenPipeError:
+            Shell._close_output()
+
+    @staticmethod
+    def _close_output() -> None:
+        """Nobody reads us any more: further output goes to /dev/null (no traceback at
+        exit); the runners stop after the command that noticed."""
+        Shell.output_closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
     def usage(self) -> None:
         self.err(USAGE_HEADER, *(f"\t{name} {USAGES[name]}" for name in sorted(USAGES)))
@@ -819,14 +838,15 @@ def _start_line_reader(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | N
         queue.put_nowait(item)
 
     def read() -> None:
+        # RuntimeError: the loop is closed, the shell has left without reading it all.
         try:
-            for line in sys.stdin:
-                ready.acquire()  # bounded read-ahead
-                loop.call_soon_threadsafe(put, line.rstrip("\r\n"))
-        except (OSError, ValueError):
-            pass
-        with contextlib.suppress(RuntimeError):  # the loop may be gone already
-            loop.call_soon_threadsafe(put, None)
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                for line in sys.stdin:
+                    ready.acquire()  # bounded read-ahead
+                    loop.call_soon_threadsafe(put, line.rstrip("\r\n"))
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(put, None)
 
     threading.Thread(target=read, name="corral-shell-stdin", daemon=True).start()
     queue.ready = ready  # type: ignore[attr-defined]
@@ -840,7 +860,7 @@ async def _run_script(shell: Shell) -> int:
     while True:
         line = await lines.get()
         lines.ready.release()  # type: ignore[attr-defined]
-        if line is None:
+        if line is None or Shell.output_closed:
             break
         try:
             await shell.execute_line(line)
@@ -909,6 +929,7 @@ def run_shell(args: argparse.Namespace) -> int:
         return await mode()
 
     try:
-        return asyncio.run(main())
+        code = asyncio.run(main())
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    return EXIT_ERROR if Shell.output_closed else code
