@@ -252,3 +252,22 @@ def test_scan_classifies_zeros_torn_and_corrupt() -> None:
     flipped[len(good) + 1000] ^= 4
     result = scan(bytes(flipped), 0)
     assert (result.end, result.end_offset, len(result.records)) == (ScanEnd.CORRUPT, len(good), 1)
+
+
+def test_installed_snapshot_replaces_the_log_even_across_a_crash() -> None:
+    fs = MemoryFileSystem()
+    wal = fresh(fs)
+    wal.append_sync(tuple(entry(i) for i in range(1, 11)), HardState(term=1, vote=1, commit=5))
+    meta = SnapshotMeta(index=20, term=3, voters=(1, 2, 3))
+    wal.apply_snapshot(meta)
+    assert (wal.first_index(), wal.last_index(), wal.term(20)) == (21, 20, 3)
+    assert wal.snapshot_meta() == meta
+    # A crash now: the stale entries 6..10 must not come back after the snapshot.
+    fs.crash(random.Random(0))
+    again = open_wal(fs, LOG_DIR, snapshot=meta, segment_size_bytes=SEGMENT_SIZE)
+    assert (again.first_index(), again.last_index()) == (21, 20)
+    assert again.initial_state().commit == 20
+    again.append_sync(
+        tuple(entry(i, 3) for i in range(21, 24)), HardState(term=3, vote=0, commit=23)
+    )
+    assert reopen(fs, meta).entries(21, 24) == [entry(i, 3) for i in range(21, 24)]

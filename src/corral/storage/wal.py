@@ -350,6 +350,18 @@ class Wal:
         """Start a new segment with the next batch (called after a snapshot)."""
         self._roll_requested = True
 
+    def apply_snapshot(self, snapshot: SnapshotMeta) -> None:
+        """A snapshot received from a leader is durable (the driver wrote it first): the
+        whole log is replaced by its end. Blocks: it starts a new segment whose first
+        index follows the snapshot, so recovery never reads the replaced entries again.
+        Call it where `write` runs, with no write in flight, before Raft.advance."""
+        assert snapshot.index > self._hard_state.commit, (snapshot, self._hard_state)
+        self._written_last = snapshot.index
+        self._roll(snapshot.index + 1, 0)
+        self._entries = []
+        self._snapshot = snapshot
+        self._snapshot_index, self._snapshot_term = snapshot.index, snapshot.term
+
     def compact(self, index: int, snapshot: SnapshotMeta) -> None:
         """`snapshot` is durable and covers entries up to `index`: drop them from memory."""
         assert index <= snapshot.index <= self.last_index(), (index, snapshot)
