@@ -1,7 +1,7 @@
 """kill -9 a real corral server under write load, restart it, check every acknowledged
 write (and nothing half-applied).
 
-The server runs with a tiny snapCount and preAllocSize, so snapshots (forked writers)
+The server runs with a tiny snapCount and preAllocSize, so snapshots (writer processes)
 and new preallocated segments happen every few hundred milliseconds and random kill
 points land during them too. Each writer sends one multi at a time — create
 /w<k>/<i> and /m<k>/<i> together — so after a restart, for every writer: every

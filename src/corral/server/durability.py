@@ -12,10 +12,11 @@ Rules:
 * Snapshots are written by a separate process (server/snapshotter.py) that rebuilds the
   tree at the chosen index from the previous snapshot and the log, as recovery does, and
   writes it (temp, fsync, rename, fsync dir). The server only spawns it (vfork + exec,
-  from a thread) and awaits its exit in a thread: the event loop never stalls for it,
-  however large the tree; fork() would stall it for ~50-70 ms per GB of heap, copying
-  page tables. The writer dies with the server, and a half-written snapshot is only ever
-  a `.tmp` file.
+  from a thread) and awaits its exit in a thread, so the event loop hardly notices,
+  however large the tree (worst loop lag measured with a 1 GB heap: ~2 ms; fork() of
+  the server instead: 30-70 ms, copying page tables). The price is CPU on the other
+  core (`corral data bench-restart` reports it). The writer dies with the server, and a
+  half-written snapshot is only ever a `.tmp` file.
 * When to snapshot: after a random count of applied txns in [snapCount/2+1, snapCount]
   since the last one (ZooKeeper's randomisation, so replicas do not snapshot together);
   one snapshot at a time. After a snapshot, the in-memory log drops the entries it
