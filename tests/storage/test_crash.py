@@ -172,6 +172,12 @@ def run_kills(data_dir: Path, seed: int, kills: int) -> None:
                 f"snapshot in progress: {_snapshot_in_progress(log_tail)}"
             )
             server = start(data_dir)
+            restart_log = server.log_tail(20_000)
+            print(
+                f"  restart: interrupted segment creation: {'creation a crash' in restart_log}, "
+                f"torn tail: {'unacknowledged write discarded' in restart_log}, "
+                f"interrupted snapshot: {'writing a crash interrupted' in restart_log}"
+            )
             check(server, writers, seed)
             # The next round continues from what is there (the unacknowledged one too).
             for writer in writers:
