@@ -500,6 +500,10 @@ def test_compact_rejects_bad_arguments() -> None:
 def test_membership_entries_add_a_learner_and_promote_it() -> None:
     cluster = Cluster((1, 2, 3), learners=(4,))
     cluster.elect(1)
+    # Nothing of its term has committed yet: no membership change.
+    assert cluster.rafts[1].propose_membership((1, 2, 3), (4,)) is None
+    cluster.propose(1, b"first")
+    cluster.stabilize()
     index = cluster.rafts[1].propose_membership((1, 2, 3), (4,))
     assert index is not None
     assert cluster.rafts[1].propose_membership((1, 2, 3, 4), ()) is None  # one at a time

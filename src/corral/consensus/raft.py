@@ -49,9 +49,11 @@ Rules:
   for two election timeouts is started again.
 * Membership comes from the constructor, from an installed snapshot's meta, and from
   MEMBERSHIP entries, which take effect when they are applied (at `advance`). There is no
-  joint consensus: the leader allows one unapplied MEMBERSHIP entry at a time, so only
-  changes of one voter (or any learners) at a time are safe. Removing the leader itself
-  makes it step down once the entry applies.
+  joint consensus: the leader allows one unapplied MEMBERSHIP entry at a time, and only
+  once an entry of its own term has committed; only changes of one voter (or any
+  learners) at a time are allowed. Removing the leader itself makes it step down once
+  the entry applies. (The simulation runs fixed memberships: this part is covered by
+  interaction tests only.)
 * Role changes go through `_TRANSITIONS`; anything else is a bug.
 * Messages from replicas that are neither voters nor learners are dropped (a non-member
   never affects a quorum).
@@ -430,6 +432,11 @@ class Raft:
             return None
         if self._membership_pending():
             return None
+        if self.term_at(self._commit) != self._term:
+            # Not before an entry of our term commits: a change proposed earlier could
+            # otherwise overlap one from a previous leader (the single-server change bug
+            # Ongaro described on raft-dev in 2015).
+            return None
         changed = set(voters) ^ set(self._voters)
         assert len(changed) <= 1, ("one voter at a time", self._voters, voters)
         index = self._append(EntryKind.MEMBERSHIP, encode_membership(voters, learners))
@@ -715,8 +722,9 @@ class Raft:
         if message.term < self._term:
             if kind in (MessageKind.APPEND, MessageKind.HEARTBEAT):
                 # A stale leader (or one cut off while we moved on) learns the new term and
-                # steps down; with pre-vote our term only grows through real elections.
-                self._send(MessageKind.APPEND_RESPONSE, message.from_id)
+                # steps down; with pre-vote our term only grows through real elections. A
+                # rejection of index 0, so that it means nothing to a leader of our term.
+                self._send(MessageKind.APPEND_RESPONSE, message.from_id, reject=True)
             elif kind == MessageKind.PRE_VOTE:
                 self._messages.append(
                     Message(

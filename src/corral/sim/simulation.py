@@ -12,7 +12,8 @@ raft.py's contract), the disk, the network and the clients, and injects faults:
   volatile state machine, received messages) and restarts from the simulated disk;
   pauses (no ticks, no delivery, no disk progress) and resumes; slow disks (a persist
   takes from 1 ms to 100 ms);
-* drivers: log compaction behind a snapshot at random moments, leader transfers;
+* drivers: log compaction behind a snapshot at random moments, leader transfers, and
+  leaders crashing right after their commit index advanced;
 * clients: propose unique values to whichever replica believes it leads.
 
 Invariants, checked after every step (a millisecond): at most one leader per term; log
@@ -68,6 +69,9 @@ class SimConfig:
     compaction_probability: float = 0.002  # per replica and millisecond
     slow_disk_probability: float = 0.05  # per persist: 20..100 ms instead of 1..3
     leader_fault_share: float = 0.3  # how often a fault picks the leader on purpose
+    # A leader that just advanced its commit index crashes: the moment when the rest of
+    # the cluster knows least about what it committed.
+    crash_on_commit_probability: float = 0.0
     append_entries_max: int = 1_024
     inflight_appends_max: int = 64
 
@@ -85,6 +89,8 @@ class SimConfig:
         return cls(
             seed=seed,
             voters=rng.choice((1, 3, 3, 3, 5, 5)),
+            election_ticks=rng.choice((4, 10)),
+            heartbeat_ticks=rng.choice((1, 2)),
             learners=rng.choice((0, 0, 1, 2)),
             steps=steps,
             delay_max_ms=rng.choice((2, 15, 40)),
@@ -95,6 +101,7 @@ class SimConfig:
             proposal_probability=proposal_probability,
             compaction_probability=rng.choice((0.0, 0.002, 0.01)),
             leader_fault_share=rng.choice((0.0, 0.3, 0.7, 0.9)),
+            crash_on_commit_probability=rng.choice((0.0, 0.0, 0.01, 0.1)),
             append_entries_max=append_entries_max,
             inflight_appends_max=inflight_appends_max,
         )
@@ -161,6 +168,7 @@ class _Replica:
     next_tick_ms: int = 0
     restarts: int = 0
     recover_ms: int = -1  # when a crashed replica restarts or a paused one resumes
+    commit_seen: int = 0  # the commit index last seen while it led
 
 
 class Simulation:
@@ -493,6 +501,12 @@ class Simulation:
             raft = replica.raft
             if raft is None or raft.role != Role.LEADER:
                 continue
+            if raft.commit_index > replica.commit_seen:
+                replica.commit_seen = raft.commit_index
+                if self.faults_on and self.rng.random() < self.config.crash_on_commit_probability:
+                    self._crash(replica)
+                    replica.recover_ms = self.now_ms + self.rng.randint(5, 300)
+                    continue
             known = self.leaders.get(raft.term)
             if known is None:
                 self.leaders[raft.term] = replica.replica_id
