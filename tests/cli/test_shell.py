@@ -598,3 +598,30 @@ def test_session_events_printed_when_the_server_goes(tmp_path: Path) -> None:
                 shell.kill(signal.SIGKILL)
             shell.wait()
         assert shell.exitstatus == 0
+
+
+def test_repl_ctrl_c_interrupts_a_waiting_command(
+    corral_server: CorralServer, tmp_path: Path
+) -> None:
+    child = spawn_repl(make_root(corral_server.address), tmp_path / "history")
+    try:
+        child.expect(re.escape("(CONNECTED) 0]"))
+        child.sendline("connect 127.0.0.1:1")  # nobody listens there: it waits 10 s
+        child.expect(re.escape("connect 127.0.0.1:1"))
+        # A Ctrl-C typed before the command really starts is a key for the prompt (it
+        # clears the next line, harmlessly); send it until the command hears it.
+        for _ in range(20):
+            child.sendintr()
+            if child.expect(["Interrupted", pexpect.TIMEOUT], timeout=0.5) == 0:
+                break
+        else:
+            pytest.fail("Ctrl-C never interrupted the command")
+        child.expect(re.escape("[zk: 127.0.0.1:1(CLOSED) 1]"))
+        child.sendline("ls /")
+        child.expect("Not connected")
+        child.expect(re.escape("(CLOSED) 2]"))
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 1  # `ls /` failed last
