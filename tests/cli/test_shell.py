@@ -531,6 +531,7 @@ def test_split_words_like_zkcli() -> None:
     assert split_words("create /a 'x y' \"p q\" z") == ["create", "/a", "x y", "p q", "z"]
     assert split_words("  ls   /  ") == ["ls", "/"]
     assert split_words("set /a ''") == ["set", "/a", ""]
+    assert split_words('create /a "x') == ["create", "/a", "x"]  # as zkCli.sh's regex
 
 
 def test_parse_options_like_commons_cli() -> None:

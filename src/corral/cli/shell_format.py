@@ -44,26 +44,13 @@ _QUOTED = re.compile(r"^(['\"])(.*)\1$", re.DOTALL)
 
 
 def split_words(line: str) -> list[str]:
-    """A command line as zkCli.sh splits it (an unclosed quote is a plain character)."""
+    """A command line as zkCli.sh splits it. Like its regex search, a quote that opens
+    no quoted word is skipped: `create /a "x` gives ["create", "/a", "x"]."""
     words: list[str] = []
-    position = 0
-    while position < len(line):
-        match = _WORD.match(line, position)
-        if match is None:
-            # An unbalanced quote: take the rest of the non-space run literally.
-            rest = line[position:].lstrip()
-            if not rest:
-                break
-            word = rest.split(None, 1)[0]
-            words.append(word)
-            position = line.index(word, position) + len(word)
-            continue
-        if match.end() == position:
-            break
+    for match in _WORD.finditer(line):
         word = match.group(1)
         quoted = _QUOTED.match(word)
         words.append(quoted.group(2) if quoted is not None else word)
-        position = match.end()
     return words
 
 
