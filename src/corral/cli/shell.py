@@ -16,6 +16,14 @@ Rules:
   and the prompt (prompt_toolkit, with history, editing and completion of commands and
   znode paths). Watch callbacks print from the same loop, above the prompt.
 - Formats and parsing live in cli/shell_format.py (pure); this module does the IO.
+- Only the client's public API, with one exception: `get` reads through
+  Client._request, because Client.get turns "no data" (null) into b"" and zkCli.sh
+  prints `null` for it (`create /a` stores null, which `_NullableBytes` sends).
+- Differences from zkCli.sh that are on purpose: the exit codes above; a bad number is
+  a one-line error (zkCli.sh dies with a Java stack trace); `connect` waits for the
+  session; after expiry the client starts a new session by itself; a failed `deleteall`
+  batch or `addauth` is reported; `deleteall /` is refused; getEphemerals lists paths
+  under the chroot, sorted; negative numbers are arguments, not options.
 """
 
 from __future__ import annotations
