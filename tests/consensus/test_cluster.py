@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import pytest
 
+from corral.consensus import raft as raft_module
 from corral.consensus.types import (
     EntryKind,
     HardState,
     Message,
     MessageKind,
     Role,
+    SnapshotMeta,
+    SnapshotSend,
     decode_membership,
     encode_membership,
 )
-from corral.limits import APPEND_ENTRIES_MAX, INFLIGHT_APPENDS_PER_PEER_MAX
+from corral.limits import (
+    APPEND_ENTRIES_MAX,
+    INFLIGHT_APPENDS_PER_PEER_MAX,
+    SNAPSHOT_CHUNK_SIZE_MAX,
+)
 from tests.consensus.cluster import Cluster, entry
 
 # -- elections and replication --------------------------------------------------------
@@ -517,3 +524,76 @@ def test_membership_entries_add_a_learner_and_promote_it() -> None:
     membership = [e for e in cluster.applied[4] if e.kind == EntryKind.MEMBERSHIP]
     assert decode_membership(membership[-1].data) == ((1, 2, 3, 4), ())
     assert encode_membership((1, 2), (3,)) == bytes([2, 1, 2, 3])
+
+
+def test_malformed_peer_messages_are_dropped() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    follower = cluster.rafts[2]
+    gap = Message(
+        kind=MessageKind.APPEND,
+        from_id=1,
+        to_id=2,
+        term=1,
+        index=0,
+        log_term=0,
+        entries=(entry(1, 2),),  # should start at index 1
+        commit=2,
+    )
+    future = Message(
+        kind=MessageKind.APPEND,
+        from_id=1,
+        to_id=2,
+        term=1,
+        index=0,
+        log_term=0,
+        entries=(entry(5, 1),),  # a term beyond the sender's
+        commit=1,
+    )
+    for message in (gap, future):
+        follower.step(message)
+        assert follower.last_index == 0
+        assert not follower.has_ready()
+
+
+def test_a_restarted_voter_remembers_its_vote() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.rafts[2].campaign()
+    cluster.stabilize(lambda m: m.to_id != 3)  # 3 hears nothing of it
+    assert cluster.storages[1].initial_state() == HardState(term=1, vote=2, commit=0)
+    cluster.crash(1)
+    cluster.start(1, seed=1)
+    rival = Message(kind=MessageKind.VOTE, from_id=3, to_id=1, term=1, index=0, log_term=0)
+    cluster.rafts[1].step(rival)
+    ready = cluster.execute(1)
+    assert ready is not None
+    (answer,) = [m for m in ready.messages if m.kind == MessageKind.VOTE_RESPONSE]
+    assert answer.reject
+
+
+def test_snapshot_chunks_cover_the_data_exactly() -> None:
+    meta = SnapshotMeta(index=4, term=2, voters=(1, 2))
+    send = SnapshotSend(from_id=1, to_id=2, term=3, meta=meta)
+    (only,) = send.chunks(b"")
+    assert (only.offset, only.data, only.done) == (0, b"", True)
+    chunks = send.chunks(b"abcdef", chunk_size_bytes=3)
+    assert [(m.offset, m.data, m.done) for m in chunks] == [(0, b"abc", False), (3, b"def", True)]
+    assert {m.snapshot for m in chunks} == {meta}
+    with pytest.raises(AssertionError):
+        send.chunks(b"x", chunk_size_bytes=SNAPSHOT_CHUNK_SIZE_MAX + 1)
+
+
+def test_a_snapshot_larger_than_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = _lagging_cluster()
+    size_bytes = len(cluster.snapshots[1][1])
+    monkeypatch.setattr(raft_module, "SNAPSHOT_SIZE_MAX", size_bytes - 1)
+    chunks = _snapshot_chunks_in_flight(cluster)
+    cluster.inbox.extend(chunks)
+    cluster.flush()
+    cluster.deliver()
+    cluster.flush()
+    refusals = [m for m in cluster.sent(MessageKind.SNAPSHOT_RESPONSE) if m.reject]
+    assert refusals and 3 not in cluster.snapshots
+    monkeypatch.setattr(raft_module, "SNAPSHOT_SIZE_MAX", size_bytes)  # exactly at the max
+    cluster.tick([1, 2, 3], count=2)
+    assert cluster.snapshots[3] == cluster.snapshots[1]

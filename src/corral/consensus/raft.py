@@ -56,7 +56,8 @@ Rules:
   interaction tests only.)
 * Role changes go through `_TRANSITIONS`; anything else is a bug.
 * Messages from replicas that are neither voters nor learners are dropped (a non-member
-  never affects a quorum).
+  never affects a quorum), and so are malformed ones (`_well_formed`): peer input never
+  trips an assert.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ from corral.limits import (
     APPEND_ENTRIES_MAX,
     APPEND_SIZE_MAX,
     INFLIGHT_APPENDS_PER_PEER_MAX,
+    SNAPSHOT_CHUNK_SIZE_MAX,
     SNAPSHOT_SIZE_MAX,
 )
 
@@ -117,6 +119,23 @@ _TRANSITIONS: frozenset[tuple[Role, Role]] = frozenset(
 _FROM_LEADER = frozenset(
     {MessageKind.APPEND, MessageKind.HEARTBEAT, MessageKind.SNAPSHOT_CHUNK, MessageKind.TIMEOUT_NOW}
 )
+
+
+def _well_formed(message: Message) -> bool:
+    """What a peer's message must satisfy before Raft looks at it (the transport checks
+    sizes against limits.py when it decodes; these are the structural rules)."""
+    if len(message.entries) > APPEND_ENTRIES_MAX:
+        return False
+    if len(message.data) > SNAPSHOT_CHUNK_SIZE_MAX:
+        return False
+    for position, entry in enumerate(message.entries):
+        if entry.index != message.index + 1 + position or entry.term > message.term:
+            return False
+        if position > 0 and entry.term < message.entries[position - 1].term:
+            return False
+    if message.entries and message.entries[0].term < message.log_term:
+        return False
+    return message.kind != MessageKind.SNAPSHOT_CHUNK or message.snapshot is not None
 
 
 class _ProgressState(enum.Enum):
@@ -408,6 +427,8 @@ class Raft:
         if message.from_id not in self._voters and message.from_id not in self._learners:
             # A replica outside the cluster (removed, or misconfigured) never counts.
             return
+        if not _well_formed(message):
+            return  # a broken peer: treated as a lost message
         if self._step_term(message):
             self._step_kind(message)
         self._check_invariants()
@@ -789,7 +810,6 @@ class Raft:
         if message.index <= self.last_index and self.term_at(message.index) == message.log_term:
             last_new = message.index + len(message.entries)
             for position, entry in enumerate(message.entries):
-                assert entry.index == message.index + 1 + position, entry
                 if entry.index > self.last_index or self.term_at(entry.index) != entry.term:
                     self._truncate_and_append(message.entries[position:])
                     break
