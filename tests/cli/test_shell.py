@@ -338,6 +338,36 @@ def test_tree_commands_match_zkcli(
     assert_same_output(ours.stdout, theirs.stdout)
 
 
+REMOVE_SCRIPT = """\
+create /r x
+create /r/c
+get -w /r
+removewatches /r -d
+ls -w /r
+removewatches /r -c
+stat -w /r
+ls -w /r
+removewatches /r -a
+get -w /r
+removewatches /r -d -l
+set /r y
+addWatch -m PERSISTENT /r
+removewatches /r -c
+removewatches /r
+set /r z
+removewatches /r
+"""
+
+
+def test_removewatches_match_zkcli(
+    corral_server: CorralServer, zookeeper_server: ApacheZooKeeper
+) -> None:
+    theirs = run_zkcli(make_root(zookeeper_server.address), REMOVE_SCRIPT)
+    ours = run_shell(make_root(corral_server.address), script=REMOVE_SCRIPT)
+    assert "type:DataWatchRemoved path:/r" in ours.stdout
+    assert_same_output(ours.stdout, theirs.stdout)
+
+
 def test_shell_against_apache_zookeeper_matches_zkcli(zookeeper_server: ApacheZooKeeper) -> None:
     # Same server, two shells: only the shell differs.
     theirs = run_zkcli(make_root(zookeeper_server.address), BASIC_SCRIPT)

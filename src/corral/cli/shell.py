@@ -148,6 +148,11 @@ SESSION_STATES: dict[SessionEvent, KeeperState] = {
     SessionEvent.AUTH_FAILED: KeeperState.AUTH_FAILED,
     SessionEvent.CLOSED: KeeperState.CLOSED,
 }
+REMOVAL_ORDER: dict[EventType, int] = {
+    EventType.CHILD_WATCH_REMOVED: 0,
+    EventType.DATA_WATCH_REMOVED: 1,
+    EventType.PERSISTENT_WATCH_REMOVED: 2,
+}
 REMOVE_TYPES: dict[str, WatcherType] = {
     "c": WatcherType.CHILDREN,
     "d": WatcherType.DATA,
@@ -220,7 +225,8 @@ class Shell:
         self.print_watches = True
         self.failure_code = EXIT_OK  # the code of the last failed command
         self._echo = Echo.NOT_YET
-        self._removals_seen: set[tuple[EventType, str]] | None = None
+        # Removal events of the running `removewatches`, printed when it is done.
+        self._removals: dict[tuple[EventType, str], WatchEvent] | None = None
         self._commands: dict[str, _Command] = {
             "addWatch": _Command(spec={"m": True}, words_min=2, run=self._add_watch),
             "addauth": _Command(spec={}, words_min=2, run=self._addauth),
@@ -303,12 +309,10 @@ class Shell:
     def _on_watch_event(self, event: WatchEvent) -> None:
         if event.type is EventType.NONE:
             return  # session events reach us through the state listener, once
-        if self._removals_seen is not None:
+        if self._removals is not None and event.type in REMOVAL_ORDER:
             # One watcher removed from several kinds is told once (a Java watcher set).
-            key = (event.type, event.path)
-            if key in self._removals_seen:
-                return
-            self._removals_seen.add(key)
+            self._removals.setdefault((event.type, event.path), event)
+            return
         if self.print_watches:
             self.out(*format_event(event.state, event.type, event.path))
 
@@ -687,11 +691,14 @@ class Shell:
             if parsed.has(letter):
                 watcher_type = REMOVE_TYPES[letter]
                 break
-        self._removals_seen = set()
+        self._removals = {}
         try:
             await client.remove_watches(path, watcher_type, local=parsed.has("l"))
         finally:
-            self._removals_seen = None
+            removals, self._removals = self._removals, None
+            # In the Java client's order: child watches, then data, then persistent.
+            for event in sorted(removals.values(), key=lambda e: REMOVAL_ORDER[e.type]):
+                self._on_watch_event(event)
 
     async def _config(self, parsed: ParsedArgs) -> None:
         client = self._live_client()
