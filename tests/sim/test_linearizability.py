@@ -49,6 +49,7 @@ def read(
     *,
     error: ErrorCode = OK,
     path: str = PATH,
+    stale: bool = False,
 ) -> Operation:
     reply = None if return_ms is None else Reply(error=error, value=value, version=version)
     return Operation(
@@ -58,6 +59,7 @@ def read(
         call_ms=call_ms,
         return_ms=return_ms,
         reply=reply,
+        may_be_stale=stale,
     )
 
 
@@ -177,8 +179,9 @@ REJECTED = (ErrorCode.NO_AUTH, ErrorCode.NOT_READ_ONLY)
 
 
 def brute_force_linearizable(history: Sequence[Operation], start: RegisterState | None) -> bool:
-    """Some subset of the unknown operations, in some real-time-respecting order, explains
-    every definite reply. Rejections are left out."""
+    """Some subset of the unknown operations, in some order that respects real time,
+    explains every definite reply. Rejections are left out. A stale read need not follow
+    what returned before its call, only its own session's earlier definite operations."""
     definite: list[Operation] = []
     unknown: list[Operation] = []
     for operation in history:
@@ -188,9 +191,18 @@ def brute_force_linearizable(history: Sequence[Operation], start: RegisterState 
         elif reply.error not in REJECTED:
             definite.append(operation)
 
+    position = {id(op): i for i, op in enumerate(history)}
+
     def precedes(a: Operation, b: Operation) -> bool:
         definite_a = a.reply is not None and a.reply.error not in UNKNOWN_ERRORS
-        return definite_a and a.return_ms is not None and a.return_ms < b.call_ms
+        if not definite_a:
+            return False
+        if b.may_be_stale:
+            return a.client_id == b.client_id and (a.call_ms, position[id(a)]) < (
+                b.call_ms,
+                position[id(b)],
+            )
+        return a.return_ms is not None and a.return_ms < b.call_ms
 
     for size in range(len(unknown) + 1):
         for chosen in itertools.combinations(unknown, size):
@@ -450,6 +462,40 @@ def test_a_not_linearizable_path_beats_an_undecided_one() -> None:
     assert result.verdict == Verdict.NOT_LINEARIZABLE
 
 
+def test_a_stale_read_may_miss_other_sessions_writes_but_not_its_own() -> None:
+    other = write(1, 0, 10, b"a", 0, 1)
+    assert verdict([other, read(2, 11, 12, b"", 0, stale=True)]) == Verdict.LINEARIZABLE
+    assert verdict([other, read(2, 11, 12, b"", 0)]) == Verdict.NOT_LINEARIZABLE
+    own = write(2, 0, 10, b"a", 0, 1)
+    assert verdict([own, read(2, 11, 12, b"", 0, stale=True)]) == Verdict.NOT_LINEARIZABLE
+    # Nor go back behind what the session read before (a lagging replica after a fresh one).
+    history = [other, read(2, 11, 12, b"a", 1, stale=True), read(2, 13, 14, b"", 0, stale=True)]
+    assert verdict(history) == Verdict.NOT_LINEARIZABLE
+    # Nor see a write called after it returned, nor a state that never was.
+    late = [read(2, 0, 1, b"a", 1, stale=True), write(1, 2, 3, b"a", 0, 1)]
+    assert verdict(late) == Verdict.NOT_LINEARIZABLE
+    assert verdict([other, read(2, 11, 12, b"a", 0, stale=True)]) == Verdict.NOT_LINEARIZABLE
+
+
+def test_a_stale_read_is_ordered_after_its_sessions_earlier_reads_and_writes() -> None:
+    # Client 2 saw v2; a stale read may show v2 or later, not v1, though v1 was current
+    # during the read's whole interval for a client that had not seen v2.
+    history = [
+        write(1, 0, 1, b"a", 0, 1),
+        write(1, 2, 3, b"b", 1, 2),
+        read(2, 4, 5, b"b", 2),
+        write(1, 6, 7, b"c", 2, 3),
+        read(2, 8, 9, b"b", 2, stale=True),
+        read(2, 10, 11, b"c", 3, stale=True),
+        read(3, 12, 13, b"a", 1, stale=True),  # a session that saw nothing yet
+    ]
+    assert verdict(history) == Verdict.LINEARIZABLE
+    back = [*history[:4], read(2, 8, 9, b"a", 1, stale=True)]
+    result = check_history(back, initial_states=START)
+    assert result.verdict == Verdict.NOT_LINEARIZABLE
+    assert "read(stale ok) -> (b'a', v1)" in result.explain()
+
+
 def test_bad_histories_are_refused() -> None:
     with pytest.raises(ValueError, match="before its call"):
         read(1, 5, 4, b"", 0)
@@ -477,6 +523,16 @@ def test_bad_histories_are_refused() -> None:
             return_ms=1,
             reply=Reply(value=b"", version=0),
             expected_version=3,
+        )
+    with pytest.raises(ValueError, match="only a read may be stale"):
+        Operation(
+            client_id=1,
+            path=PATH,
+            kind=OpKind.DELETE,
+            call_ms=0,
+            return_ms=None,
+            reply=None,
+            may_be_stale=True,
         )
     with pytest.raises(ValueError, match="int32"):
         RegisterState(value=b"", version=VERSION_MAX + 1)
@@ -515,12 +571,16 @@ def run_schedule(
     start: RegisterState | None,
     kinds: Sequence[OpKind] = (OpKind.READ, OpKind.WRITE),
     loss_odds: int = 1,
+    stale_reads: bool = False,
 ) -> list[Operation]:
     """Clients call operations, the znode applies them one at a time at some moment
     between call and return, replies come back later or never: linearizable by
     construction. A reply is lost about once in `loss_odds + 1` actions while one is
-    pending."""
+    pending. With `stale_reads`, a read may be answered from any state since the last one
+    its session saw or made (a lagging replica), and is marked so."""
     znode = znode_from(start)
+    states = [replace(znode)]
+    seen = [0] * clients  # per client: the latest state (index in states) it saw or made
     # per client: the pending operation, and its reply once applied (None: not yet)
     pending: dict[int, tuple[Operation, Reply | None]] = {}
     done: list[Operation] = []
@@ -556,6 +616,7 @@ def run_schedule(
                 reply=None,
                 value=value,
                 expected_version=expected,
+                may_be_stale=stale_reads and kind == OpKind.READ and draw.integer(0, 1) == 1,
             )
             pending[client] = (operation, None)
             called += 1
@@ -563,7 +624,13 @@ def run_schedule(
             waiting = [c for c, (_, reply) in pending.items() if reply is None]
             client = waiting[draw.pick(waiting)]
             operation, _ = pending[client]
-            pending[client] = (operation, znode.run(operation))
+            if operation.may_be_stale:
+                seen[client] = draw.integer(seen[client], len(states) - 1)
+                pending[client] = (operation, replace(states[seen[client]]).run(operation))
+            else:
+                pending[client] = (operation, znode.run(operation))
+                states.append(replace(znode))
+                seen[client] = len(states) - 1
         elif action == "return":
             ready = [c for c, (_, reply) in pending.items() if reply is not None]
             client = ready[draw.pick(ready)]
@@ -638,6 +705,7 @@ def test_histories_of_a_sequential_znode_are_linearizable(seed: int) -> None:
         start=start,
         kinds=kinds,
         loss_odds=draw.integer(1, 10),
+        stale_reads=draw.integer(0, 1) == 1,
     )
     result = check_history(history, initial_states={PATH: start})
     assert result.verdict == Verdict.LINEARIZABLE, f"seed {seed}: {result.explain()}"
@@ -657,6 +725,7 @@ def test_one_corrupted_reply_is_caught_unless_another_order_explains_it(
         operations_max=draw.integer(1, 6),
         start=start,
         kinds=kinds,
+        stale_reads=draw.integer(0, 1) == 1,
     )
     assert brute_force_linearizable(history, start)  # the reference agrees with construction
     corrupted = corrupt(draw, history)
@@ -713,6 +782,7 @@ def arbitrary_operations(draw: st.DrawFn) -> Operation:
         expected_version=(
             draw(st.integers(-1, 2)) if kind in (OpKind.WRITE, OpKind.DELETE) else ANY_VERSION
         ),
+        may_be_stale=kind == OpKind.READ and draw(st.booleans()),
     )
 
 

@@ -30,15 +30,40 @@ the specification never gives (a write answered NODE_EXISTS): no linearization e
 those, and the explanation shows the operation, which is what a simulation wants to see.
 
 Algorithm: Wing & Gong's search with Lowe's just-in-time linearization and memoisation,
-as porcupine's checker does. Calls and returns are put in one list sorted by time (calls
-first at equal times, so an operation returning at the instant another is called counts
-as concurrent with it). The search walks the list: at a call it tries to linearize that
-operation now (its step in the model must produce the reply it got); at a return it has
-found an operation that had to be linearized already, so it backtracks. A configuration
-(set of linearized operations as a bitset, model state) seen once is never explored again.
+as porcupine's checker does, with three reductions that keep it exact:
+
+* Calls and returns of definite operations are in one list sorted by time (calls first at
+  equal times, so an operation returning at the instant another is called counts as
+  concurrent with it). The candidates to place next are the calls before the first
+  return; that return's operation bounds them (it must be placed before anything called
+  after it). A configuration (placed operations as a bitset, model state) is explored at
+  most once.
+* A candidate read or refused write whose reply fits the current state is placed at once
+  and alone (any linearization from here can be rearranged to place it first: nothing
+  unplaced must precede it and it changes nothing), so k concurrent reads cost k steps,
+  not 2**k configurations.
+* An unknown operation is only placed where it changes the state (placing a refused one
+  is the same as never placing it); identical unknown operations are placed in call
+  order. Unknown operations left unplaced when every definite one is placed never happened.
+
+The search is depth-first with an explicit stack of frames (candidates, next to try).
 Histories on different znodes are independent (linearizability is local, Herlihy & Wing),
-so each path is checked alone. An unknown operation still in the list when every definite
-operation is placed simply never happened.
+so each path is checked alone.
+
+Stale reads. ZooKeeper serves getData from the local tree of whichever replica the client
+is connected to, so a plain read is not linearizable: it may return a state older than its
+call. A read marked `may_be_stale` is checked against what ZooKeeper does promise: it is
+placed after every earlier operation of its own session (its writes and what it read
+before on that znode: FIFO order, never back in time) and before its return, with no
+other lower bound. Sequential consistency is not local, so with stale reads the per-path
+check is weaker than one over the whole history: it never reports a false violation but
+misses those that need the session order across znodes.
+
+Cost: the search is exponential in the worst case (the problem is NP-complete, Gibbons &
+Korach). In practice it is about linear in the history for definite operations, and the
+exponent is the number of unknown operations that could still change the state at a point
+(lost unconditional writes stay candidates for ever; lost compare-and-sets only while the
+version matches). Budgets turn a blow-up into an UNKNOWN verdict.
 
 Rules: pure (no clock, IO or randomness); no recursion (an explicit stack); the search is
 bounded by `SEARCH_STEPS_MAX` and `SEARCH_CONFIGURATIONS_MAX` and answers UNKNOWN rather
@@ -150,6 +175,11 @@ class Operation:
     reply: Reply | None  # None exactly when return_ms is None
     value: bytes = b""  # what write and create store
     expected_version: int = ANY_VERSION  # for write and delete
+    # A plain getData answered from a replica's local tree: it may miss writes that
+    # completed before its call, but not the ones its own session made or saw before it
+    # (ZooKeeper's guarantee: sequential consistency and per-session FIFO order). A read
+    # after a `sync`, or answered after a read-index round, is linearizable: leave False.
+    may_be_stale: bool = False
 
     def __post_init__(self) -> None:
         if (self.return_ms is None) != (self.reply is None):
@@ -158,6 +188,8 @@ class Operation:
             raise ValueError(f"{self}: returns at {self.return_ms} before its call")
         if self.kind in (OpKind.READ, OpKind.CREATE) and self.expected_version != ANY_VERSION:
             raise ValueError(f"{self}: a {self.kind.value} has no expected version")
+        if self.may_be_stale and self.kind != OpKind.READ:
+            raise ValueError(f"{self}: only a read may be stale")
         if self.kind in (OpKind.READ, OpKind.DELETE) and self.value:
             raise ValueError(f"{self}: a {self.kind.value} stores no value")
         reply = self.reply
@@ -178,7 +210,7 @@ class Operation:
 
     def __str__(self) -> str:
         if self.kind == OpKind.READ:
-            call = "read()"
+            call = "read(stale ok)" if self.may_be_stale else "read()"
         elif self.kind == OpKind.WRITE:
             call = f"write({self.value!r}, expected=v{self.expected_version})"
         elif self.kind == OpKind.CREATE:
@@ -387,14 +419,17 @@ def _check_path(
     """Just-in-time linearization of one path's definite and unknown operations."""
     count = len(operations)
     definite = [outcome_of(op) == Outcome.DEFINITE for op in operations]
+    stale = [definite[i] and op.may_be_stale for i, op in enumerate(operations)]
     # The definite operations' calls and returns in time order, as a doubly linked list
     # over arrays, so that taking out an operation's call and return and putting them
-    # back (in LIFO order) is O(1) ("dancing links"). Entry 0 is the head sentinel.
+    # back (in LIFO order) is O(1) ("dancing links"). Entry 0 is the head sentinel. A
+    # stale read has no lower bound in time, so only its return is in the list.
     events: list[tuple[int, int, int]] = []  # (time, 0 call / 1 return, operation)
     for index, operation in enumerate(operations):
         if definite[index]:
             assert operation.return_ms is not None
-            events.append((operation.call_ms, 0, index))
+            if not stale[index]:
+                events.append((operation.call_ms, 0, index))
             events.append((operation.return_ms, 1, index))
     events.sort()
     size = len(events) + 1
@@ -453,10 +488,33 @@ def _check_path(
         family_sizes[family] += 1
     placed_in_family = [0] * len(family_sizes)
 
+    # Stale reads, per session in call order, each with the bitset of the session's earlier
+    # definite operations that must be placed before it (the session's FIFO order). The
+    # earlier stale reads are among them, so a session's stale reads are placed in order
+    # and only the next one of each session can be a candidate.
+    session_reads: dict[int, list[int]] = {}
+    gate = [0] * count
+    by_session: dict[int, int] = {}  # session -> bitset of its definite operations so far
+    for index in sorted(range(count), key=lambda i: (operations[i].call_ms, i)):
+        if not definite[index]:
+            continue
+        client_id = operations[index].client_id
+        earlier = by_session.get(client_id, 0)
+        if stale[index]:
+            gate[index] = earlier
+            session_reads.setdefault(client_id, []).append(index)
+        by_session[client_id] = earlier | (1 << index)
+    sessions = list(session_reads.values())
+    session_of = [0] * count
+    for slot, reads in enumerate(sessions):
+        for index in reads:
+            session_of[index] = slot
+    stale_placed = [0] * len(sessions)
+
     replies = [op.reply for op in operations]
     steps = 0
 
-    def candidates(state: RegisterState | None) -> tuple[list[int], int]:
+    def candidates(state: RegisterState | None, linearized: int) -> tuple[list[int], int]:
         """The operations that may come next, definite ones first, and the operation whose
         return bounds them (the first return still in the list)."""
         nonlocal steps
@@ -478,6 +536,16 @@ def _check_path(
             found.append(index)
             entry = next_entry[entry]
         assert entry != 0, "a definite operation is left, so a return is in the list"
+        # The next stale read of each session, once its session's earlier operations are
+        # placed, goes now if it fits (as above); if it does not fit, it cannot go now.
+        for slot, reads in enumerate(sessions):
+            steps += 1
+            if stale_placed[slot] == len(reads):
+                continue
+            index = reads[stale_placed[slot]]
+            gate_open = linearized & gate[index] == gate[index]
+            if gate_open and apply(state, operations[index])[0] == replies[index]:
+                return [index], op_of[entry]
         bound_ms = return_time[entry]
         for key in _applicable_keys(state):
             for index in buckets.get(key, ()):
@@ -504,7 +572,7 @@ def _check_path(
     best_stuck: int | None = None
     definite_total = definite_left
     if definite_left:
-        frames.append((*candidates(state), 0))
+        frames.append((*candidates(state, linearized), 0))
     verdict = Verdict.LINEARIZABLE
     while definite_left:
         if steps >= steps_max or len(seen) >= configurations_max:
@@ -526,7 +594,11 @@ def _check_path(
                 break
             index, state = placed.pop()
             linearized &= ~(1 << index)
-            if definite[index]:
+            if stale[index]:
+                stale_placed[session_of[index]] -= 1
+                relink(return_entry[index])
+                definite_left += 1
+            elif definite[index]:
                 relink(return_entry[index])
                 relink(call_entry[index])
                 definite_left += 1
@@ -546,14 +618,19 @@ def _check_path(
         placed.append((index, state))
         state = after
         linearized |= 1 << index
-        if definite[index]:
+        if stale[index]:
+            assert sessions[session_of[index]][stale_placed[session_of[index]]] == index
+            stale_placed[session_of[index]] += 1
+            unlink(return_entry[index])
+            definite_left -= 1
+        elif definite[index]:
             unlink(call_entry[index])
             unlink(return_entry[index])
             definite_left -= 1
         else:
             placed_in_family[family_of[index]] += 1
         if definite_left:
-            frames.append((*candidates(state), 0))
+            frames.append((*candidates(state, linearized), 0))
     if verdict == Verdict.LINEARIZABLE:
         best_prefix = tuple(index for index, _ in placed)
         best_state = state
