@@ -597,3 +597,33 @@ def test_a_snapshot_larger_than_the_limit_is_refused(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(raft_module, "SNAPSHOT_SIZE_MAX", size_bytes)  # exactly at the max
     cluster.tick([1, 2, 3], count=2)
     assert cluster.snapshots[3] == cluster.snapshots[1]
+
+
+def test_an_abandoned_partial_snapshot_does_not_block_a_new_leaders_transfer() -> None:
+    """Found by the simulation (seed 10850 at --steps 8000): a partial transfer of a
+    larger snapshot from an earlier leader made the receiver drop every later chunk."""
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(2)
+    cluster.rafts[3].step(
+        Message(
+            kind=MessageKind.SNAPSHOT_CHUNK,
+            from_id=2,
+            to_id=3,
+            term=1,
+            snapshot=SnapshotMeta(index=99, term=1, voters=(1, 2, 3)),
+            offset=0,
+            data=b"partial",
+        )
+    )
+    cluster.crash(2)  # and its transfer is abandoned
+    cluster.tick([3], count=cluster.election_ticks)  # 3's lease on leader 2 runs out
+    cluster.elect(1)
+    assert cluster.rafts[1].term == 2
+    cluster.start(2)
+    cluster.propose(1, *(b"value-%d" % i for i in range(20)))
+    cluster.rafts[1].tick()  # a heartbeat finds the restarted 2
+    cluster.stabilize(lambda m: m.to_id != 3)
+    cluster.compact(1)
+    cluster.tick(count=2)
+    assert cluster.snapshots[3] == cluster.snapshots[1]
+    assert cluster.rafts[3].applied_index == cluster.rafts[1].applied_index

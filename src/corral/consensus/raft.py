@@ -867,8 +867,14 @@ class Raft:
             message.term,
             meta,
         ):
-            if incoming is not None and meta.index < incoming.meta.index:
-                return  # a chunk of an older transfer, delayed
+            if (
+                incoming is not None
+                and message.term == incoming.term
+                and meta.index < incoming.meta.index
+            ):
+                return  # a delayed chunk of this leader's previous, older snapshot
+            # A transfer from a newer leader (or of a newer snapshot) replaces the partial
+            # one; keeping an abandoned transfer of an old leader would block every new one.
             incoming = _IncomingSnapshot(from_id=message.from_id, term=message.term, meta=meta)
             self._incoming = incoming
         # Chunks of one (leader, term, meta) are slices of the same bytes, whichever send
