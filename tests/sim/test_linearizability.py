@@ -25,6 +25,7 @@ from corral.sim.linearizability import (
     HISTORY_OPERATIONS_MAX,
     VERSION_MAX,
     VERSION_MIN,
+    HistoryRecorder,
     Operation,
     OpKind,
     RegisterState,
@@ -416,6 +417,8 @@ def test_paths_are_checked_independently_and_reported_by_path() -> None:
     verdicts = {p.path: p.verdict for p in result.paths}
     assert verdicts == {"/x": Verdict.LINEARIZABLE, "/y": Verdict.NOT_LINEARIZABLE}
     assert "/y: not linearizable" in result.explain()
+    # Operations are named by their position in the history given to check_history.
+    assert "cannot place #3 client 2 [11, 12] /y read() -> (b'', v0)" in result.explain()
     assert "/x" not in result.explain()
     # A path not in initial_states starts absent.
     assert check_history([read(1, 0, 1, b"", 0, path="/z")]).verdict == Verdict.NOT_LINEARIZABLE
@@ -494,6 +497,25 @@ def test_a_stale_read_is_ordered_after_its_sessions_earlier_reads_and_writes() -
     result = check_history(back, initial_states=START)
     assert result.verdict == Verdict.NOT_LINEARIZABLE
     assert "read(stale ok) -> (b'a', v1)" in result.explain()
+
+
+def test_the_recorder_builds_the_history_a_simulation_saw() -> None:
+    recorder = HistoryRecorder()
+    first = recorder.call(
+        client_id=1, path=PATH, kind=OpKind.WRITE, now_ms=0, value=b"a", expected_version=0
+    )
+    second = recorder.call(client_id=2, path=PATH, kind=OpKind.READ, now_ms=1)
+    lost = recorder.call(client_id=3, path=PATH, kind=OpKind.WRITE, now_ms=2, value=b"z")
+    recorder.returned(second, Reply(value=b"a", version=1), now_ms=3)
+    recorder.returned(first, Reply(version=1), now_ms=4)
+    history = recorder.history()
+    assert [op.return_ms for op in history] == [4, 3, None]
+    assert history[lost].reply is None
+    assert check_history(history, initial_states=START).ok
+    with pytest.raises(ValueError, match="second reply"):
+        recorder.returned(first, Reply(version=1), now_ms=5)
+    with pytest.raises(ValueError, match="wrong reply shape"):
+        recorder.returned(lost, Reply(), now_ms=5)
 
 
 def test_bad_histories_are_refused() -> None:

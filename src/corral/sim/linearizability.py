@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral.protocol.constants import ANY_VERSION, ErrorCode
 
@@ -222,6 +222,57 @@ class Operation:
         return f"client {self.client_id} [{self.call_ms}, {end}] {self.path} {call} -> {told}"
 
 
+class HistoryRecorder:
+    """Builds a history while a simulation runs.
+
+    `call` when a client sends a request (it returns the operation's id), `returned` when
+    the reply arrives; an operation never answered keeps an unknown outcome. The recorder
+    only collects: the simulation decides what counts as a reply (a connection loss is a
+    Reply with CONNECTION_LOSS, or no reply at all).
+    """
+
+    def __init__(self) -> None:
+        self._operations: list[Operation] = []
+
+    def call(
+        self,
+        *,
+        client_id: int,
+        path: str,
+        kind: OpKind,
+        now_ms: int,
+        value: bytes = b"",
+        expected_version: int = ANY_VERSION,
+        may_be_stale: bool = False,
+    ) -> int:
+        if len(self._operations) >= HISTORY_OPERATIONS_MAX:
+            raise ValueError(f"history is full: {HISTORY_OPERATIONS_MAX} operations")
+        self._operations.append(
+            Operation(
+                client_id=client_id,
+                path=path,
+                kind=kind,
+                call_ms=now_ms,
+                return_ms=None,
+                reply=None,
+                value=value,
+                expected_version=expected_version,
+                may_be_stale=may_be_stale,
+            )
+        )
+        return len(self._operations) - 1
+
+    def returned(self, operation_id: int, reply: Reply, *, now_ms: int) -> None:
+        operation = self._operations[operation_id]
+        if operation.reply is not None:
+            raise ValueError(f"{operation}: a second reply {reply}")
+        self._operations[operation_id] = replace(operation, return_ms=now_ms, reply=reply)
+
+    def history(self) -> list[Operation]:
+        """Every operation so far, in call order; unanswered ones have no reply."""
+        return list(self._operations)
+
+
 class Verdict(enum.Enum):
     LINEARIZABLE = "linearizable"
     NOT_LINEARIZABLE = "not linearizable"
@@ -284,7 +335,9 @@ class PathResult:
     """The verdict for one znode, with the longest linearizable prefix the search found.
 
     `operations` are this path's operations the search considered (definite and unknown),
-    in history order; the other fields index into it. On NOT_LINEARIZABLE, `prefix` is a
+    in history order, and `positions` their positions in the history given to
+    `check_history` (explain() prints those as #n); `prefix` and `stuck` index into
+    `operations`. On NOT_LINEARIZABLE, `prefix` is a
     longest legal sequence found, `state_after_prefix` the state it leaves, and `stuck`
     the operation that had to come next (its return was reached) but could not be placed
     after that prefix. On LINEARIZABLE, `prefix` is a whole linearization (unknown
@@ -294,6 +347,7 @@ class PathResult:
     path: str
     verdict: Verdict
     operations: tuple[Operation, ...]
+    positions: tuple[int, ...]
     prefix: tuple[int, ...]
     state_after_prefix: RegisterState | None
     stuck: int | None
@@ -315,13 +369,13 @@ class PathResult:
             + (f" (last {len(shown)} shown)" if len(shown) < len(self.prefix) else "")
         )
         for index in shown:
-            lines.append(f"    #{index} {self.operations[index]}")
+            lines.append(f"    #{self.positions[index]} {self.operations[index]}")
         state = "absent" if self.state_after_prefix is None else str(self.state_after_prefix)
         lines.append(f"  state after the prefix: {state}")
         if self.stuck is not None:
             operation = self.operations[self.stuck]
             would_get, _ = apply(self.state_after_prefix, operation)
-            lines.append(f"  cannot place #{self.stuck} {operation}")
+            lines.append(f"  cannot place #{self.positions[self.stuck]} {operation}")
             lines.append(f"    (placed next it would get {would_get})")
         return "\n".join(lines)
 
@@ -363,20 +417,22 @@ def check_history(
     if len(operations) > HISTORY_OPERATIONS_MAX:
         raise ValueError(f"history has {len(operations)} operations, max {HISTORY_OPERATIONS_MAX}")
     initial_states = initial_states or {}
-    by_path: dict[str, list[Operation]] = {}
+    by_path: dict[str, list[tuple[int, Operation]]] = {}
     ignored = 0
-    for operation in operations:
+    for position, operation in enumerate(operations):
         if outcome_of(operation) == Outcome.IGNORED:
             ignored += 1
             continue
-        by_path.setdefault(operation.path, []).append(operation)
+        by_path.setdefault(operation.path, []).append((position, operation))
     results: list[PathResult] = []
     steps_left = steps_max
     configurations_left = configurations_max
     for path in sorted(by_path):
+        positions, path_operations = zip(*by_path[path], strict=True)
         result = _check_path(
             path,
-            by_path[path],
+            path_operations,
+            positions,
             initial_states.get(path),
             steps_max=steps_left,
             configurations_max=configurations_left,
@@ -411,6 +467,7 @@ def _applicable_keys(state: RegisterState | None) -> tuple[tuple[OpKind, int], .
 def _check_path(
     path: str,
     operations: Sequence[Operation],
+    positions: Sequence[int],
     initial: RegisterState | None,
     *,
     steps_max: int,
@@ -639,6 +696,7 @@ def _check_path(
         path=path,
         verdict=verdict,
         operations=tuple(operations),
+        positions=tuple(positions),
         prefix=best_prefix,
         state_after_prefix=best_state,
         stuck=best_stuck,
