@@ -7,9 +7,13 @@ durable).
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from corral.consensus import raft as raft_module
+from corral.consensus.log_storage import MemoryLogStorage
+from corral.consensus.raft import Raft
 from corral.consensus.types import (
     EntryKind,
     HardState,
@@ -627,3 +631,15 @@ def test_an_abandoned_partial_snapshot_does_not_block_a_new_leaders_transfer() -
     cluster.tick(count=2)
     assert cluster.snapshots[3] == cluster.snapshots[1]
     assert cluster.rafts[3].applied_index == cluster.rafts[1].applied_index
+
+
+def test_a_torn_persist_is_recovered_from_the_log() -> None:
+    """Entries of term 3 reached the disk, the hard state raising the term did not."""
+    storage = MemoryLogStorage()
+    storage.set_hard_state(HardState(term=2, vote=1, commit=0))
+    storage.append([entry(1, 1), entry(3, 2)])
+    raft = Raft(replica_id=2, voters=(1, 2, 3), storage=storage, rng=random.Random(0))
+    assert (raft.term, raft.vote, raft.commit_index) == (3, 0, 0)
+    ready = raft.ready()
+    assert ready.hard_state == HardState(term=3, vote=0, commit=0)
+    assert ready.must_sync

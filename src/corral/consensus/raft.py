@@ -263,14 +263,13 @@ class Raft:
         first_index = storage.first_index()
         stable_last = storage.last_index()
         assert first_index <= stable_last + 1, (first_index, stable_last)
-        assert hard_state.commit <= stable_last, (hard_state.commit, stable_last)
-        assert storage.term(stable_last) <= hard_state.term, (stable_last, hard_state.term)
         if snapshot is not None:
             assert snapshot.index >= first_index - 1, (snapshot, first_index)
-            assert snapshot.index <= hard_state.commit, (snapshot, hard_state)
         else:
             assert first_index == 1, "a compacted log needs its snapshot"
-        if not first_index - 1 <= applied <= hard_state.commit:
+        # A snapshot only ever holds committed entries.
+        commit = max(min(hard_state.commit, stable_last), 0 if snapshot is None else snapshot.index)
+        if not first_index - 1 <= applied <= commit:
             raise ValueError(f"applied {applied} is outside the committed log {hard_state}")
 
         self._voters = voters
@@ -279,9 +278,14 @@ class Raft:
         if snapshot is not None and applied <= snapshot.index:
             self._set_membership(snapshot.voters, snapshot.learners, snapshot.index)
 
-        self._term = hard_state.term
-        self._vote = hard_state.vote
-        self._commit = hard_state.commit
+        # A crash may tear one Ready's persist: entries of a new term without the hard state
+        # that raised the term, or a commit index without the entries it covers. Nothing
+        # of that Ready was sent (messages leave after the whole persist), so recovering
+        # the term from the log with no vote, and the commit index from the log and the
+        # snapshot, is safe.
+        self._term = max(hard_state.term, storage.term(stable_last))
+        self._vote = hard_state.vote if self._term == hard_state.term else 0
+        self._commit = commit
         self._applied = applied
         self._role = Role.LEARNER if replica_id in self._learners else Role.FOLLOWER
         self._leader_id = 0

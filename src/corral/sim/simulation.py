@@ -9,7 +9,8 @@ raft.py's contract), the disk, the network and the clients, and injects faults:
   partitions that split the cluster in two, one-way links; messages in flight across a
   cut link are lost;
 * replicas: crashes (everything not yet persisted is lost: the outstanding Ready, the
-  volatile state machine, received messages) and restarts from the simulated disk;
+  volatile state machine, received messages; a persist under way may be torn, keeping
+  the snapshot and some entries but not the hard state) and restarts from the simulated disk;
   pauses (no ticks, no delivery, no disk progress) and resumes; slow disks (a persist
   takes from 1 ms to 100 ms);
 * drivers: log compaction behind a snapshot at random moments, leader transfers, and
@@ -68,6 +69,9 @@ class SimConfig:
     snapshot_chunk_size_bytes: int = 256
     compaction_probability: float = 0.002  # per replica and millisecond
     slow_disk_probability: float = 0.05  # per persist: 20..100 ms instead of 1..3
+    # A crash during a persist keeps a prefix of it (snapshot, some entries) but not the
+    # hard state: the order a write-ahead log writes them in.
+    torn_write_probability: float = 0.5
     leader_fault_share: float = 0.3  # how often a fault picks the leader on purpose
     # A leader that just advanced its commit index crashes: the moment when the rest of
     # the cluster knows least about what it committed.
@@ -363,6 +367,18 @@ class Simulation:
         self._log(f"r{replica.replica_id} compacts to {index} (snapshot {meta.index})")
 
     def _crash(self, replica: _Replica) -> None:
+        ready = replica.outstanding
+        if (
+            ready is not None
+            and self.now_ms < replica.persist_done_ms
+            and self.rng.random() < self.config.torn_write_probability
+        ):
+            kept = self.rng.randint(0, len(ready.entries))
+            if ready.snapshot is not None:
+                replica.disk.log.apply_snapshot(ready.snapshot.meta)
+                replica.disk.snapshot = (ready.snapshot.meta, ready.snapshot.data)
+            replica.disk.log.append(ready.entries[:kept])
+            self._log(f"r{replica.replica_id} persists {kept} of {len(ready.entries)} entries")
         self._log(f"r{replica.replica_id} crashes")
         self.result.crashes += 1
         replica.raft = None
