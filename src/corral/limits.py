@@ -38,4 +38,5 @@ APPEND_SIZE_MAX = 4 * 1_048_576  # bytes of entry data in one APPEND (one entry 
 INFLIGHT_APPENDS_PER_PEER_MAX = 64  # APPEND messages with entries unacknowledged per peer
 SNAPSHOT_CHUNK_SIZE_MAX = 1_048_576  # bytes of snapshot data in one SNAPSHOT_CHUNK message
 SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory up to this
+READS_PENDING_MAX = 100_000  # read-index requests a leader holds awaiting confirmation
 assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX

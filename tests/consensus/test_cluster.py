@@ -19,6 +19,7 @@ from corral.consensus.types import (
     HardState,
     Message,
     MessageKind,
+    ReadState,
     Role,
     SnapshotMeta,
     SnapshotSend,
@@ -643,3 +644,99 @@ def test_a_torn_persist_is_recovered_from_the_log() -> None:
     ready = raft.ready()
     assert ready.hard_state == HardState(term=3, vote=0, commit=0)
     assert ready.must_sync
+
+
+# -- reads ----------------------------------------------------------------------------
+
+
+def _read_states(cluster: Cluster, replica_id: int) -> list[ReadState]:
+    return [state for i, ready in cluster.readies if i == replica_id for state in ready.read_states]
+
+
+def test_a_single_voter_answers_a_read_at_once() -> None:
+    cluster = Cluster((1,))
+    cluster.elect(1)
+    assert cluster.rafts[1].read_index(7)  # empty log: nothing was ever committed
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    assert cluster.rafts[1].read_index(8)
+    cluster.stabilize()
+    assert _read_states(cluster, 1) == [
+        ReadState(request_id=7, index=0),
+        ReadState(request_id=8, index=1),
+    ]
+
+
+def test_the_leader_confirms_a_read_with_a_heartbeat_round() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.propose(1, b"a", b"b")
+    cluster.stabilize()
+    assert cluster.rafts[1].read_index(1)
+    assert cluster.rafts[1].read_index(2)
+    ready = cluster.execute(1)
+    assert ready is not None and ready.read_states == ()
+    heartbeats = [m for m in ready.messages if m.kind == MessageKind.HEARTBEAT]
+    assert len(heartbeats) == 2  # one round for both reads
+    cluster.stabilize()
+    assert _read_states(cluster, 1) == [
+        ReadState(request_id=1, index=2),
+        ReadState(request_id=2, index=2),
+    ]
+
+
+def test_a_follower_read_is_forwarded_to_the_leader() -> None:
+    cluster = Cluster((1, 2, 3), learners=(4,))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    assert cluster.rafts[4].read_index(5)
+    cluster.stabilize()
+    assert _read_states(cluster, 4) == [ReadState(request_id=5, index=1)]
+    assert _read_states(cluster, 1) == []
+
+
+def test_a_cut_off_leader_answers_no_read() -> None:
+    cluster = Cluster((1, 2, 3, 4, 5))
+    cluster.elect(1)
+    cluster.isolate(1)
+    cluster.cut -= {(1, 2), (2, 1)}  # it hears from one follower: no quorum
+    assert cluster.rafts[1].read_index(1)
+    cluster.tick([1], count=cluster.election_ticks - 1)
+    assert _read_states(cluster, 1) == []
+    assert not Cluster((1, 2, 3)).rafts[2].read_index(1)  # no leader known: refused
+
+
+def test_a_new_leader_answers_reads_only_after_committing_in_its_term() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    cluster.crash(1)
+    cluster.tick([3], count=cluster.election_ticks)  # 3's lease on leader 1 runs out
+    cluster.rafts[2].campaign()
+    for _ in range(10):  # pre-votes, then votes, but no APPEND answered yet
+        cluster.flush()
+        if cluster.rafts[2].role == Role.LEADER:
+            break
+        cluster.deliver()
+    assert cluster.rafts[2].role == Role.LEADER
+    assert cluster.rafts[2].commit_index < cluster.rafts[2].last_index
+    assert cluster.rafts[2].read_index(9)
+    cluster.stabilize()
+    assert _read_states(cluster, 2) == [ReadState(request_id=9, index=2)]
+
+
+def test_pending_reads_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(raft_module, "READS_PENDING_MAX", 2)
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    leader = cluster.rafts[1]
+    assert leader.read_index(1)
+    assert leader.read_index(2)  # at the max
+    assert not leader.read_index(3)  # max + 1: refused, the caller answers or retries
+    cluster.stabilize()
+    assert [s.request_id for s in _read_states(cluster, 1)] == [1, 2]
+    assert leader.read_index(4)  # room again once they are answered

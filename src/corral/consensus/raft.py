@@ -1,7 +1,8 @@
 """Raft as a pure state machine (etcd-io/raft's RawNode shape): voters, learners, snapshots.
 
 Inputs: `tick()` (logical time), `campaign()`, `step(message)`, `propose(data)`,
-`propose_membership(...)`, `transfer_leadership(peer_id)`, `compact(index, snapshot)`.
+`propose_membership(...)`, `transfer_leadership(peer_id)`, `read_index(request_id)`,
+`compact(index, snapshot)`.
 Output: one `Ready` at a time (`has_ready()` / `ready()`), acknowledged by `advance(ready)`.
 
 Rules:
@@ -13,7 +14,8 @@ Rules:
   2. send `ready.messages` and stream each of `ready.snapshot_sends` as SNAPSHOT_CHUNK
      messages (`SnapshotSend.chunks`) — only after step 1 is durable, because votes,
      acknowledgements and our own vote depend on it;
-  3. apply `ready.committed_entries` in order;
+  3. apply `ready.committed_entries` in order; note `ready.read_states` and serve each
+     read once the applied index reaches its index;
   4. call `advance(ready)`.
   Messages may be lost, duplicated, delayed or reordered; Raft copes with all four.
 * Entries count as stable only after `advance`; the commit index only counts stable
@@ -54,6 +56,10 @@ Rules:
   learners) at a time are allowed. Removing the leader itself makes it step down once
   the entry applies. (The simulation runs fixed memberships: this part is covered by
   interaction tests only.)
+* Reads: `read_index(request_id)` yields a `ReadState` (Raft §6.4 ReadIndex): the leader
+  records its commit index, confirms with one heartbeat round that a quorum still
+  follows it (heartbeats carry a read sequence number that responses echo), and answers;
+  a follower forwards the request (READ_INDEX) and gets the answer back. No lease reads.
 * Role changes go through `_TRANSITIONS`; anything else is a bug.
 * Messages from replicas that are neither voters nor learners are dropped (a non-member
   never affects a quorum), and so are malformed ones (`_well_formed`): peer input never
@@ -76,6 +82,7 @@ from corral.consensus.types import (
     HardState,
     Message,
     MessageKind,
+    ReadState,
     Ready,
     Role,
     Snapshot,
@@ -88,6 +95,7 @@ from corral.limits import (
     APPEND_ENTRIES_MAX,
     APPEND_SIZE_MAX,
     INFLIGHT_APPENDS_PER_PEER_MAX,
+    READS_PENDING_MAX,
     SNAPSHOT_CHUNK_SIZE_MAX,
     SNAPSHOT_SIZE_MAX,
 )
@@ -189,6 +197,17 @@ class _Progress:
         if self.state == _ProgressState.REPLICATE:
             return len(self.inflight) >= self.inflight_max
         return True
+
+
+@dataclass(slots=True, kw_only=True)
+class _PendingRead:
+    """A read index waiting for a quorum to confirm that we still lead (leader only)."""
+
+    sequence: int  # heartbeats carrying a context >= this confirm it
+    origin_id: int  # the replica that asked (us, or a follower that forwarded it)
+    request_id: int
+    index: int  # the commit index when it was asked
+    acks: set[int]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -313,6 +332,11 @@ class Raft:
         self._transfer_target = 0  # leader only: the peer we hand leadership to
         self._transfer_elapsed_ticks = 0
         self._append_pending = False  # leader: proposals not yet sent to peers
+        self._read_states: list[ReadState] = []  # answered reads, for the next Ready
+        self._reads: deque[_PendingRead] = deque()  # leader: awaiting a quorum
+        self._reads_before_commit: list[tuple[int, int]] = []  # leader: (origin, request id)
+        self._read_sequence = 0  # leader: the last read registered
+        self._read_round_pending = False  # leader: a heartbeat round is due at ready()
 
         self._election_elapsed_ticks = 0
         self._heartbeat_elapsed_ticks = 0
@@ -484,6 +508,37 @@ class Raft:
         self._check_invariants()
         return True
 
+    def read_index(self, request_id: int) -> bool:
+        """Ask for a read index (ZooKeeper's `sync`, linearizable reads).
+
+        The answer is a `ReadState(request_id, index)` in a later Ready: once
+        `applied_index >= index` the state machine holds every write committed before this
+        call. The leader confirms with a heartbeat round that it still leads (and waits
+        until an entry of its term has committed); a follower or learner forwards the
+        request to its leader. False when no leader is known or too many reads are
+        pending; an answer can also never come (leader change, lost message), so callers
+        time out.
+        """
+        assert request_id >= 0, request_id
+        if self._role == Role.LEADER:
+            if len(self._reads) + len(self._reads_before_commit) >= READS_PENDING_MAX:
+                return False
+            self._leader_read(self._replica_id, request_id)
+        elif self._leader_id != 0:
+            self._messages.append(
+                Message(
+                    kind=MessageKind.READ_INDEX,
+                    from_id=self._replica_id,
+                    to_id=self._leader_id,
+                    term=self._term,
+                    context=request_id,
+                )
+            )
+        else:
+            return False
+        self._check_invariants()
+        return True
+
     def compact(self, index: int, snapshot: SnapshotMeta) -> None:
         """The driver holds `snapshot` durably: the log up to `index` may go.
 
@@ -513,6 +568,8 @@ class Raft:
             or self.hard_state != self._handed_hard_state
             or bool(self._messages)
             or bool(self._snapshot_sends)
+            or bool(self._read_states)
+            or self._read_round_pending
             or self._pending_install is not None
             or self._applicable_last() > self._applied
         )
@@ -525,6 +582,10 @@ class Raft:
             if self._role == Role.LEADER:
                 for peer_id in self._progress:
                     self._send_append(peer_id, allow_empty=False)
+        if self._read_round_pending:
+            self._read_round_pending = False
+            if self._role == Role.LEADER:
+                self._send_heartbeats()  # one round confirms every read asked since the last
         hard_state = self.hard_state
         hard_state_changed = hard_state != self._handed_hard_state
         term_or_vote_changed = (hard_state.term, hard_state.vote) != (
@@ -545,9 +606,11 @@ class Raft:
             must_sync=bool(self._unstable) or term_or_vote_changed or install is not None,
             snapshot=install,
             snapshot_sends=tuple(self._snapshot_sends),
+            read_states=tuple(self._read_states),
         )
         self._messages = []
         self._snapshot_sends = []
+        self._read_states = []
         self._pending_install = None
         self._installing = install
         self._handed_hard_state = hard_state
@@ -697,6 +760,10 @@ class Raft:
         self._votes = {}
         self._progress = {}
         self._transfer_target = 0
+        # Reads waiting for a quorum are dropped: their askers time out and ask again.
+        self._reads.clear()
+        self._reads_before_commit = []
+        self._read_round_pending = False
 
     def _become_leader(self) -> None:
         self._become(Role.LEADER)
@@ -774,6 +841,13 @@ class Raft:
             if self._role == expected and message.from_id in self._voters:
                 self._votes[message.from_id] = not message.reject
                 self._tally_votes()
+        elif kind == MessageKind.READ_INDEX:
+            if self._role == Role.LEADER and (
+                len(self._reads) + len(self._reads_before_commit) < READS_PENDING_MAX
+            ):
+                self._leader_read(message.from_id, message.context)
+        elif kind == MessageKind.READ_INDEX_RESPONSE:
+            self._read_states.append(ReadState(request_id=message.context, index=message.index))
         elif kind in _FROM_LEADER:
             if self._role == Role.LEADER:
                 # Same term, two leaders: impossible unless a peer is broken.
@@ -786,7 +860,16 @@ class Raft:
                 self._handle_append(message)
             elif kind == MessageKind.HEARTBEAT:
                 self._commit_to(min(message.commit, self.last_index))
-                self._send(MessageKind.HEARTBEAT_RESPONSE, message.from_id, index=self.last_index)
+                self._messages.append(
+                    Message(
+                        kind=MessageKind.HEARTBEAT_RESPONSE,
+                        from_id=self._replica_id,
+                        to_id=message.from_id,
+                        term=self._term,
+                        index=self.last_index,
+                        context=message.context,
+                    )
+                )
             elif kind == MessageKind.SNAPSHOT_CHUNK:
                 self._handle_snapshot_chunk(message)
             else:
@@ -975,10 +1058,68 @@ class Raft:
                     self._send_append(peer_id)
         if self._heartbeat_elapsed_ticks >= self._heartbeat_ticks:
             self._heartbeat_elapsed_ticks = 0
-            for peer_id, progress in self._progress.items():
-                commit = min(progress.match, self._commit)
-                progress.commit_sent = max(progress.commit_sent, commit)
-                self._send(MessageKind.HEARTBEAT, peer_id, commit=commit)
+            self._send_heartbeats()
+
+    def _send_heartbeats(self) -> None:
+        for peer_id, progress in self._progress.items():
+            commit = min(progress.match, self._commit)
+            progress.commit_sent = max(progress.commit_sent, commit)
+            self._messages.append(
+                Message(
+                    kind=MessageKind.HEARTBEAT,
+                    from_id=self._replica_id,
+                    to_id=peer_id,
+                    term=self._term,
+                    commit=commit,
+                    context=self._read_sequence,
+                )
+            )
+
+    def _leader_read(self, origin_id: int, request_id: int) -> None:
+        if self.last_index > 0 and self.term_at(self._commit) != self._term:
+            # Until an entry of our term commits, our commit index may lag what an
+            # earlier leader committed (Raft §6.4): the read waits for it. (A leader whose
+            # log is empty knows that nothing was ever committed.)
+            self._reads_before_commit.append((origin_id, request_id))
+            return
+        if self.quorum_size == 1:
+            self._answer_read(origin_id, request_id, self._commit)
+            return
+        self._read_sequence += 1
+        self._reads.append(
+            _PendingRead(
+                sequence=self._read_sequence,
+                origin_id=origin_id,
+                request_id=request_id,
+                index=self._commit,
+                acks={self._replica_id},
+            )
+        )
+        self._read_round_pending = True
+
+    def _confirm_reads(self, voter_id: int, sequence: int) -> None:
+        for read in self._reads:
+            if read.sequence > sequence:
+                break
+            read.acks.add(voter_id)
+        while self._reads and len(self._reads[0].acks) >= self.quorum_size:
+            read = self._reads.popleft()
+            self._answer_read(read.origin_id, read.request_id, read.index)
+
+    def _answer_read(self, origin_id: int, request_id: int, index: int) -> None:
+        if origin_id == self._replica_id:
+            self._read_states.append(ReadState(request_id=request_id, index=index))
+            return
+        self._messages.append(
+            Message(
+                kind=MessageKind.READ_INDEX_RESPONSE,
+                from_id=self._replica_id,
+                to_id=origin_id,
+                term=self._term,
+                index=index,
+                context=request_id,
+            )
+        )
 
     def _quorum_active(self) -> bool:
         active = sum(
@@ -1032,6 +1173,8 @@ class Raft:
             self._send(MessageKind.TIMEOUT_NOW, peer_id)
 
     def _handle_heartbeat_response(self, message: Message, progress: _Progress) -> None:
+        if message.context > 0 and message.from_id in self._voters:
+            self._confirm_reads(message.from_id, message.context)
         if progress.state == _ProgressState.REPLICATE and message.index < progress.next - 1:
             # Its log is shorter than what we sent before this heartbeat (one stream per
             # link): APPENDs were lost, or it restarted without them. Probe again now.
@@ -1142,6 +1285,9 @@ class Raft:
         # Only an entry of the current term is committed by counting replicas (§5.4.2).
         if quorum_index > self._commit and self.term_at(quorum_index) == self._term:
             self._commit = quorum_index
+            waiting, self._reads_before_commit = self._reads_before_commit, []
+            for origin_id, request_id in waiting:
+                self._leader_read(origin_id, request_id)
             return True
         return False
 

@@ -118,6 +118,8 @@ class MessageKind(enum.Enum):
     SNAPSHOT_CHUNK = "snapshot_chunk"  # built by the driver from a SnapshotSend
     SNAPSHOT_RESPONSE = "snapshot_response"  # index: snapshot index; offset: bytes held
     TIMEOUT_NOW = "timeout_now"  # leader transfer: campaign now, skipping pre-vote
+    READ_INDEX = "read_index"  # follower -> leader: context is the follower's request id
+    READ_INDEX_RESPONSE = "read_index_response"  # context: request id; index: read index
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +133,8 @@ class Message:
     snapshot/offset/data/done: a SNAPSHOT_CHUNK of the snapshot described by `snapshot`.
     leader_transfer: a VOTE caused by TIMEOUT_NOW; peers grant it even while they still
     hear from the current leader.
+    context: READ_INDEX / READ_INDEX_RESPONSE: the request id; HEARTBEAT and its response:
+    the leader's read sequence number the round confirms (0: none).
     """
 
     kind: MessageKind
@@ -148,9 +152,11 @@ class Message:
     offset: int = 0  # bytes
     data: bytes = b""
     done: bool = False
+    context: int = 0
 
     def __post_init__(self) -> None:
         assert REPLICA_ID_MIN <= self.from_id <= REPLICA_ID_MAX, self.from_id
+        assert self.context >= 0, self.context
         assert REPLICA_ID_MIN <= self.to_id <= REPLICA_ID_MAX, self.to_id
         assert self.term >= 0, self.term
         assert self.index >= 0, self.index
@@ -193,6 +199,15 @@ class SnapshotSend:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReadState:
+    """A read index: once `applied_index >= index`, the state machine reflects every
+    write committed before `Raft.read_index(request_id)` was called (linearizable)."""
+
+    request_id: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ready:
     """One batch of work for the driver; see the module rules for the order."""
 
@@ -205,6 +220,7 @@ class Ready:
     # start after snapshot.meta.index (MemoryLogStorage.apply_snapshot).
     snapshot: Snapshot | None = None
     snapshot_sends: tuple[SnapshotSend, ...] = ()  # stream after the persist step
+    read_states: tuple[ReadState, ...] = ()  # serve each once applied up to its index
 
     def __post_init__(self) -> None:
         for earlier, later in itertools.pairwise(self.entries):
@@ -227,6 +243,7 @@ class Ready:
             and not self.committed_entries
             and self.snapshot is None
             and not self.snapshot_sends
+            and not self.read_states
         )
 
 

@@ -20,7 +20,8 @@ def _report(result: SimResult, *, verbose: bool) -> None:
         f"delay<={config.delay_max_ms}ms faults {config.fault_probability}/ms | "
         f"proposals {result.proposals} acknowledged {result.acknowledged} "
         f"applied {result.applied_max} elections {result.elections} crashes {result.crashes} "
-        f"snapshots {result.snapshots_installed} messages {result.messages_sent}"
+        f"snapshots {result.snapshots_installed} reads {result.reads_answered} "
+        f"messages {result.messages_sent}"
     )
     if result.violations or verbose:
         for line in result.trace:

@@ -15,15 +15,17 @@ raft.py's contract), the disk, the network and the clients, and injects faults:
   takes from 1 ms to 100 ms);
 * drivers: log compaction behind a snapshot at random moments, leader transfers, and
   leaders crashing right after their commit index advanced;
-* clients: propose unique values to whichever replica believes it leads.
+* clients: propose unique values to whichever replica believes it leads, and ask any
+  replica for a read index (`sync`).
 
 Invariants, checked after every step (a millisecond): at most one leader per term; log
 matching (an (index, term) pair names one entry and one preceding term everywhere, which
 by induction makes equal pairs carry equal prefixes); leader completeness (a new leader
 holds every entry applied anywhere before it was elected); state-machine safety (every
-replica applies the same entry at each index, snapshots included); and no acknowledged
-proposal lost (a value the proposing leader applied is at that index on every replica at
-the end, after the faults are healed and the cluster has converged).
+replica applies the same entry at each index, snapshots included); linearizable reads (a
+read index covers every write acknowledged before the read was asked); and no
+acknowledged proposal lost (a value the proposing leader applied is at that index on
+every replica at the end, after the faults are healed and the cluster has converged).
 
 Rules: no clock, no IO, no module-level random; one `random.Random(seed)` drives every
 choice, so a seed reproduces a run exactly (`python -m corral.sim --seed N`). Everything
@@ -83,6 +85,10 @@ class SimConfig:
     def from_seed(cls, seed: int, *, steps: int = 4_000) -> SimConfig:
         """A configuration drawn from the seed, so that seeds explore shapes too."""
         rng = random.Random(seed ^ 0x5EED)
+        delay_max_ms = rng.choice((2, 15, 40))
+        # Raft needs round trips (plus an fsync: heartbeats wait behind it) well inside
+        # the election timeout; below that, leaders churn forever, as they would anywhere.
+        election_ticks = rng.choice((4, 10)) if delay_max_ms < 40 else 20
         append_entries_max = rng.choice((1, 4, 1_024))
         inflight_appends_max = rng.choice((1, 4, 64))
         proposal_probability = rng.choice((0.02, 0.05, 0.2))
@@ -93,11 +99,11 @@ class SimConfig:
         return cls(
             seed=seed,
             voters=rng.choice((1, 3, 3, 3, 5, 5)),
-            election_ticks=rng.choice((4, 10)),
+            election_ticks=election_ticks,
             heartbeat_ticks=rng.choice((1, 2)),
             learners=rng.choice((0, 0, 1, 2)),
             steps=steps,
-            delay_max_ms=rng.choice((2, 15, 40)),
+            delay_max_ms=delay_max_ms,
             loss_probability=rng.choice((0.0, 0.02, 0.1)),
             duplicate_probability=rng.choice((0.0, 0.02, 0.1)),
             reorder_probability=rng.choice((0.0, 0.02, 0.2)),
@@ -123,6 +129,7 @@ class SimResult:
     crashes: int = 0
     snapshots_installed: int = 0
     messages_sent: int = 0
+    reads_answered: int = 0
     trace: list[str] = field(default_factory=list)  # the last events, for a failing run
 
     @property
@@ -202,6 +209,8 @@ class Simulation:
         self.proposed: dict[bytes, tuple[int, int]] = {}  # value -> (replica, index)
         self.acknowledged: dict[bytes, int] = {}  # value -> index
         self.next_value = 0
+        self.reads: dict[tuple[int, int], int] = {}  # (replica, request) -> index floor
+        self.next_read = 0
         self.result = SimResult(seed=config.seed, config=config, violations=self.violations)
 
     # -- the run --------------------------------------------------------------------------
@@ -246,6 +255,8 @@ class Simulation:
             self._pump(replica)
         if self.faults_on and self.rng.random() < self.config.proposal_probability:
             self._propose()  # clients stop with the faults, so that the cluster can settle
+        if self.faults_on and self.rng.random() < self.config.proposal_probability / 2:
+            self._read()
         self._check_step()
 
     def _log(self, text: str) -> None:
@@ -336,6 +347,16 @@ class Simulation:
             self._log(f"r{replica.replica_id} streams snapshot {send.meta.index} to r{send.to_id}")
             for chunk in send.chunks(held[1], self.config.snapshot_chunk_size_bytes):
                 self._send(chunk)
+        for state in ready.read_states:
+            # A duplicated READ_INDEX may be answered twice; never one that was not asked.
+            floor = self.reads.get((replica.replica_id, state.request_id))
+            assert floor is not None, state
+            self.result.reads_answered += 1
+            if state.index < floor:
+                self._violation(
+                    f"r{replica.replica_id} read at {state.index} misses a write "
+                    f"acknowledged at {floor} before the read"
+                )
         for entry in ready.committed_entries:
             if entry.index != len(replica.applied) + 1:
                 self._violation(
@@ -500,6 +521,17 @@ class Simulation:
         self.next_value += 1
         self.result.proposals += 1
         self.proposed[value] = (leader.replica_id, index)
+
+    def _read(self) -> None:
+        """A linearizable read (or sync) at any replica: its read index must cover every
+        write acknowledged before it was asked."""
+        replica = self.replicas[self.rng.choice(list(self.replicas))]
+        if replica.raft is None or replica.paused:
+            return
+        self.next_read += 1
+        if replica.raft.read_index(self.next_read):
+            floor = max(self.acknowledged.values(), default=0)
+            self.reads[(replica.replica_id, self.next_read)] = floor
 
     def _heal_everything(self) -> None:
         self._log("faults stop: heal, restart, resume")
