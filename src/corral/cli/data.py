@@ -410,6 +410,7 @@ def _bench_restart_in(work: Path, znodes: int, log_entries: int) -> int:
     build_s = time.monotonic() - started
     # What starting a snapshot writer costs a server of this size: the event loop's
     # worst lag while a thread spawns a process (as the server does), against fork().
+    idle_lag_ms = asyncio.run(_loop_lag_ms(spawn=None))
     spawn_lag_ms = asyncio.run(_loop_lag_ms(spawn=True))
     fork_lag_ms = asyncio.run(_loop_lag_ms(spawn=False))
     started = time.monotonic()
@@ -473,6 +474,7 @@ def _bench_restart_in(work: Path, znodes: int, log_entries: int) -> int:
     total = znodes + log_entries
     print(f"restart benchmark: {znodes} znodes in the snapshot + {log_entries} log entries")
     print(f"  build tree in memory          {build_s:8.2f} s")
+    print(f"  loop lag, nothing started     {idle_lag_ms:8.1f} ms  (the machine's noise)")
     print(f"  loop lag, spawning a writer   {spawn_lag_ms:8.1f} ms  (worst of 5)")
     print(f"  loop lag, fork() instead      {fork_lag_ms:8.1f} ms  (worst of 5; not used)")
     print(f"  snapshot encode               {encode_s:8.2f} s")
@@ -486,8 +488,9 @@ def _bench_restart_in(work: Path, znodes: int, log_entries: int) -> int:
     return 0
 
 
-async def _loop_lag_ms(*, spawn: bool) -> float:
-    """The event loop's worst lag (beyond a 1 ms sleep) over 5 snapshot-writer starts."""
+async def _loop_lag_ms(*, spawn: bool | None) -> float:
+    """The event loop's worst lag (beyond a 1 ms sleep) over 5 snapshot-writer starts:
+    spawned (True), forked (False) or none (None: the baseline)."""
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -502,7 +505,9 @@ async def _loop_lag_ms(*, spawn: bool) -> float:
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0.05)
     for _ in range(5):
-        if spawn:
+        if spawn is None:
+            await asyncio.sleep(0.01)
+        elif spawn:
             process = await asyncio.to_thread(subprocess.Popen, ["/bin/true"])
             await asyncio.to_thread(process.wait)
         else:
