@@ -21,6 +21,7 @@ from corral.protocol.records import (
     ACL,
     OPEN_ACL_UNSAFE,
     CreateRequest,
+    CreateTTLRequest,
     DeleteRequest,
     ExistsRequest,
     GetACLRequest,
@@ -91,6 +92,17 @@ def populate(client: RawClient) -> None:
         CreateRequest(path="/box", data=b"", acl=OPEN_ACL_UNSAFE, flags=CreateMode.CONTAINER),
     )
     make("/box/inside", b"i")
+    ok(
+        client,
+        OpCode.CREATE_TTL,
+        CreateTTLRequest(
+            path="/ttl",
+            data=b"t",
+            acl=OPEN_ACL_UNSAFE,
+            flags=CreateMode.PERSISTENT_WITH_TTL,
+            ttl_ms=3_600_000,
+        ),
+    )
     multi_ok = MultiRequest(
         ops=(
             (create, CreateRequest(path="/m1", data=b"1", acl=OPEN_ACL_UNSAFE, flags=0)),
