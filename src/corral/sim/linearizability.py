@@ -30,7 +30,7 @@ the specification never gives (a write answered NODE_EXISTS): no linearization e
 those, and the explanation shows the operation, which is what a simulation wants to see.
 
 Algorithm: Wing & Gong's search with Lowe's just-in-time linearization and memoisation,
-as porcupine's checker does, with three reductions that keep it exact:
+as porcupine's checker does, with reductions that keep it exact:
 
 * Calls and returns of definite operations are in one list sorted by time (calls first at
   equal times, so an operation returning at the instant another is called counts as
@@ -45,6 +45,10 @@ as porcupine's checker does, with three reductions that keep it exact:
 * An unknown operation is only placed where it changes the state (placing a refused one
   is the same as never placing it); identical unknown operations are placed in call
   order. Unknown operations left unplaced when every definite one is placed never happened.
+* A configuration is dominated by an explored one with the same placed definite
+  operations and state but a subset of its unknown ones (unknown operations are optional,
+  so the smaller set leaves every choice open): a lost create and a lost delete that
+  cancel out lead nowhere new.
 
 The search is depth-first with an explicit stack of frames (candidates, next to try).
 Histories on different znodes are independent (linearizability is local, Herlihy & Wing),
@@ -81,11 +85,12 @@ from dataclasses import dataclass, replace
 from corral.protocol.constants import ANY_VERSION, ErrorCode
 
 HISTORY_OPERATIONS_MAX = 100_000  # operations in one history
-# The search's work: one step is one candidate looked at (a few microseconds of CPython),
-# so the step budget is a few seconds to a minute; the configurations are its memory
-# (about 100 bytes plus one bit per operation each).
+# The search's work: one step is one candidate or memo entry looked at (well under a
+# microsecond of CPython), so the step budget is about 2-10 s of CPU; the configurations
+# are its memory (about 200 bytes plus two bits per operation each).
 SEARCH_STEPS_MAX = 10_000_000  # candidates examined, over all paths
 SEARCH_CONFIGURATIONS_MAX = 400_000  # memoised (bitset, state) pairs, over all paths
+DOMINANCE_SCAN_MAX = 16  # earlier configurations compared with a new one for dominance
 EXPLANATION_OPERATIONS_MAX = 20  # operations of the linearized prefix shown in explain()
 
 VERSION_MAX = 2**31 - 1  # Stat.version is an int32
@@ -178,7 +183,8 @@ class Operation:
     # A plain getData answered from a replica's local tree: it may miss writes that
     # completed before its call, but not the ones its own session made or saw before it
     # (ZooKeeper's guarantee: sequential consistency and per-session FIFO order). A read
-    # after a `sync`, or answered after a read-index round, is linearizable: leave False.
+    # answered only after a read-index round with the leader (corral's sync then getData,
+    # recorded as one read from the sync's call) is linearizable: leave False.
     may_be_stale: bool = False
 
     def __post_init__(self) -> None:
@@ -617,7 +623,18 @@ def _check_path(
     state = initial
     linearized = 0  # bitset of placed operations
     placed: list[tuple[int, RegisterState | None]] = []  # (operation, state before it)
+    # Memo: (placed definite operations, state) -> the sets of placed unknown operations
+    # explored with it. A configuration is dominated by one with the same definite set and
+    # state and fewer unknown operations placed (a subset): the latter has every choice the
+    # former has and more, since unknown operations are optional. So a lost create and a
+    # lost delete that cancel out are not explored again as a new configuration.
+    # Exact repeats are caught by `seen`; dominance is looked for among the latest
+    # DOMINANCE_SCAN_MAX entries of a key only, so the memo costs O(1) per configuration.
     seen: set[tuple[int, RegisterState | None]] = set()
+    explored_unknown: dict[tuple[int, RegisterState | None], list[int]] = {(0, initial): [0]}
+    seen.add((0, initial))
+    configurations = 0
+    unknown_mask = sum(1 << i for i in range(count) if not definite[i])
     # One frame per configuration on the current path: its candidates, the next to try,
     # and the operation that had to be placed before the first return.
     frames: list[tuple[list[int], int, int]] = []
@@ -632,7 +649,7 @@ def _check_path(
         frames.append((*candidates(state, linearized), 0))
     verdict = Verdict.LINEARIZABLE
     while definite_left:
-        if steps >= steps_max or len(seen) >= configurations_max:
+        if steps >= steps_max or configurations >= configurations_max:
             verdict = Verdict.UNKNOWN
             break
         found, bound, tried = frames[-1]
@@ -668,10 +685,18 @@ def _check_path(
         reply, after = apply(state, operations[index])
         if definite[index] and reply != replies[index]:
             continue
-        configuration = (linearized | (1 << index), after)
-        if configuration in seen:
+        after_placed = linearized | (1 << index)
+        if (after_placed, after) in seen:
             continue
-        seen.add(configuration)
+        unknown_placed = after_placed & unknown_mask
+        explored = explored_unknown.setdefault((after_placed & ~unknown_mask, after), [])
+        recent = explored[max(0, len(explored) - DOMINANCE_SCAN_MAX) :]
+        steps += len(recent)
+        if any(other & ~unknown_placed == 0 for other in recent):
+            continue
+        seen.add((after_placed, after))
+        explored.append(unknown_placed)
+        configurations += 1
         placed.append((index, state))
         state = after
         linearized |= 1 << index
@@ -701,5 +726,5 @@ def _check_path(
         state_after_prefix=best_state,
         stuck=best_stuck,
         steps=steps,
-        configurations=len(seen),
+        configurations=configurations,
     )
