@@ -740,3 +740,24 @@ def test_pending_reads_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster.stabilize()
     assert [s.request_id for s in _read_states(cluster, 1)] == [1, 2]
     assert leader.read_index(4)  # room again once they are answered
+
+
+def test_a_promoted_learner_votes_before_it_applies_its_promotion() -> None:
+    """Found by the simulation with membership changes: the promoted learner ignored the
+    votes it now had to give, and the cluster could never elect a leader again."""
+    cluster = Cluster((1,), learners=(2,))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    cluster.isolate(2)
+    assert cluster.rafts[1].propose_membership((1, 2), ()) is not None
+    cluster.stabilize()  # a quorum of one commits and applies it
+    assert cluster.rafts[1].voters == (1, 2)
+    assert cluster.rafts[2].role == Role.LEARNER  # it never heard of it
+    cluster.tick([1], count=2 * cluster.election_ticks)  # check-quorum: 2 is silent
+    assert cluster.rafts[1].role != Role.LEADER
+    cluster.heal()
+    cluster.tick([1, 2], count=3 * cluster.election_ticks)
+    assert cluster.leaders() == [1]
+    assert cluster.rafts[2].voters == (1, 2)
+    assert cluster.rafts[2].role == Role.FOLLOWER

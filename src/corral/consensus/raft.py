@@ -42,7 +42,9 @@ Rules:
   restart) and by time (no progress for an election timeout); the peer is then probed
   again. A lost probe is sent again on the next heartbeat response.
 * Learners (ZooKeeper observers) are replicated to like voters but never counted in a
-  quorum (commit, election, check-quorum) and never campaign or vote.
+  quorum (commit, election, check-quorum) and never campaign. They answer a (pre-)vote
+  request (only a candidate that counts them as voters sends one: they were promoted and
+  have not applied it yet), else a promoted learner could deadlock the election.
 * Snapshots: the driver snapshots its state machine at `applied_index` (`snapshot_meta()`
   gives the meta), makes it durable, calls `compact(index, meta)`, then drops the log up
   to `index` from its storage. A peer whose next entry is compacted gets a SnapshotSend;
@@ -720,8 +722,8 @@ class Raft:
         return self._leader_id != 0 and self._election_elapsed_ticks < self._election_ticks
 
     def _handle_vote_request(self, message: Message) -> None:
-        if self._replica_id not in self._voters:
-            return  # learners do not vote
+        # A learner answers too: a candidate asks only its voters, so it knows of our
+        # promotion before we applied it (etcd-raft does the same). It never campaigns.
         up_to_date = (message.log_term, message.index) >= (
             self.term_at(self.last_index),
             self.last_index,

@@ -13,8 +13,9 @@ raft.py's contract), the disk, the network and the clients, and injects faults:
   the snapshot and some entries but not the hard state) and restarts from the simulated disk;
   pauses (no ticks, no delivery, no disk progress) and resumes; slow disks (a persist
   takes from 1 ms to 100 ms);
-* drivers: log compaction behind a snapshot at random moments, leader transfers, and
-  leaders crashing right after their commit index advanced;
+* drivers: log compaction behind a snapshot at random moments, leader transfers,
+  membership changes (a learner promoted or a voter demoted, one at a time), and leaders
+  crashing right after their commit index advanced;
 * clients: propose unique values to whichever replica believes it leads, and ask any
   replica for a read index (`sync`).
 
@@ -42,7 +43,15 @@ from dataclasses import dataclass, field
 
 from corral.consensus.log_storage import MemoryLogStorage
 from corral.consensus.raft import Raft
-from corral.consensus.types import Entry, EntryKind, Message, Ready, Role, SnapshotMeta
+from corral.consensus.types import (
+    Entry,
+    EntryKind,
+    Message,
+    Ready,
+    Role,
+    SnapshotMeta,
+    decode_membership,
+)
 
 _ENTRY_HEADER = struct.Struct(">QQBI")  # index, term, kind, data length
 MESSAGES_IN_FLIGHT_MAX = 100_000  # the simulated network refuses more (a bug if reached)
@@ -78,6 +87,7 @@ class SimConfig:
     # A leader that just advanced its commit index crashes: the moment when the rest of
     # the cluster knows least about what it committed.
     crash_on_commit_probability: float = 0.0
+    membership_changes: bool = False  # leaders promote learners and demote voters
     append_entries_max: int = 1_024
     inflight_appends_max: int = 64
 
@@ -112,6 +122,7 @@ class SimConfig:
             compaction_probability=rng.choice((0.0, 0.002, 0.01)),
             leader_fault_share=rng.choice((0.0, 0.3, 0.7, 0.9)),
             crash_on_commit_probability=rng.choice((0.0, 0.0, 0.01, 0.1)),
+            membership_changes=rng.random() < 0.3,
             append_entries_max=append_entries_max,
             inflight_appends_max=inflight_appends_max,
         )
@@ -274,10 +285,16 @@ class Simulation:
         if disk.snapshot is not None:
             applied = decode_state(disk.snapshot[1])
         replica.applied = applied
+        # The driver restarts with the membership its state machine last applied.
+        voters, learners = self.voters, self.learners
+        for entry in reversed(applied):
+            if entry.kind == EntryKind.MEMBERSHIP:
+                voters, learners = decode_membership(entry.data)
+                break
         replica.raft = Raft(
             replica_id=replica.replica_id,
-            voters=self.voters,
-            learners=self.learners,
+            voters=voters,
+            learners=learners,
             storage=disk.log,
             rng=random.Random(
                 self.config.seed * 1_000 + replica.replica_id * 37 + replica.restarts
@@ -469,7 +486,7 @@ class Simulation:
         replica = self.replicas[rng.choice(list(self.replicas))]
         if rng.random() < self.config.leader_fault_share:
             replica = self._a_leader() or replica  # leaders failing is what tests Raft most
-        fault = rng.choice(("crash", "pause", "partition", "one_way", "transfer"))
+        fault = rng.choice(("crash", "pause", "partition", "one_way", "transfer", "membership"))
         # Short outages make elections overlap with recoveries, long ones make logs drift.
         outage_ms = rng.choice((rng.randint(5, 100), rng.randint(100, 2_000)))
         if fault == "crash" and replica.raft is not None:
@@ -496,11 +513,36 @@ class Simulation:
             self.cut.add(link)
             self.heal_ms = max(self.heal_ms, self.now_ms + outage_ms)
             self._log(f"link r{link[0]} -> r{link[1]} cut")
-        elif fault == "transfer" and len(self.voters) > 1:
+        elif fault == "transfer" and replica.raft is not None and len(replica.raft.voters) > 1:
             raft = replica.raft
-            target = rng.choice([v for v in self.voters if v != replica.replica_id])
-            if raft is not None and raft.role == Role.LEADER and raft.transfer_leadership(target):
+            target = rng.choice([v for v in raft.voters if v != replica.replica_id])
+            if raft.role == Role.LEADER and raft.transfer_leadership(target):
                 self._log(f"r{replica.replica_id} transfers leadership to r{target}")
+        elif fault == "membership" and self.config.membership_changes:
+            self._change_membership(replica)
+
+    def _change_membership(self, replica: _Replica) -> None:
+        """The leader promotes a learner or demotes a voter (itself included): one voter
+        at a time, the only change the core allows without joint consensus."""
+        raft = replica.raft
+        if raft is None or raft.role != Role.LEADER:
+            return
+        voters, learners = list(raft.voters), list(raft.learners)
+        # An operator promotes a learner that has caught up; a lagging new voter would
+        # stall commits (and elections) until it catches up.
+        ready = [m for m in learners if (raft.peer_match_index(m) or 0) >= raft.commit_index]
+        if ready and (len(voters) == 1 or self.rng.random() < 0.5):
+            member = self.rng.choice(ready)
+            learners.remove(member)
+            voters.append(member)
+        elif len(voters) > 1:
+            member = self.rng.choice(voters)
+            voters.remove(member)
+            learners.append(member)
+        else:
+            return
+        if raft.propose_membership(tuple(voters), tuple(learners)) is not None:
+            self._log(f"r{replica.replica_id} proposes voters {voters} learners {learners}")
 
     def _a_leader(self) -> _Replica | None:
         leaders = [
