@@ -53,7 +53,9 @@ def test_the_seeds_exercise_the_mechanisms() -> None:
     assert sum(r.crashes for r in results) > 10
     assert sum(r.snapshots_installed for r in results) > 3
     assert sum(r.elections for r in results) > 2 * len(results)
+    assert sum(r.reads_answered for r in results) > 50
     assert any(r.config.learners for r in results)
+    assert any(r.config.membership_changes for r in results)
     assert any(r.config.voters == 5 for r in results)
 
 
