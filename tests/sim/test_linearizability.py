@@ -220,6 +220,16 @@ def brute_force_linearizable(history: Sequence[Operation], start: RegisterState 
     return False
 
 
+def assert_agrees_with_brute_force(
+    history: Sequence[Operation], start: RegisterState | None, reproduce: str = ""
+) -> None:
+    expected = brute_force_linearizable(history, start)
+    result = check_history(history, initial_states={PATH: start})
+    assert result.verdict == (Verdict.LINEARIZABLE if expected else Verdict.NOT_LINEARIZABLE), (
+        f"{reproduce}{result.explain()}"
+    )
+
+
 # -- hand-built histories -----------------------------------------------------------------
 
 
@@ -765,13 +775,8 @@ def test_one_corrupted_reply_is_caught_unless_another_order_explains_it(
     )
     assert brute_force_linearizable(history, start)  # the reference agrees with construction
     corrupted = corrupt(draw, history)
-    if corrupted is None:
-        return
-    expected = brute_force_linearizable(corrupted, start)
-    result = check_history(corrupted, initial_states={PATH: start})
-    assert result.verdict == (Verdict.LINEARIZABLE if expected else Verdict.NOT_LINEARIZABLE), (
-        result.explain()
-    )
+    if corrupted is not None:
+        assert_agrees_with_brute_force(corrupted, start)
 
 
 @st.composite
@@ -830,11 +835,7 @@ def arbitrary_operations(draw: st.DrawFn) -> Operation:
 def test_arbitrary_small_histories_agree_with_the_brute_force_checker(
     history: list[Operation], start: RegisterState | None
 ) -> None:
-    expected = brute_force_linearizable(history, start)
-    result = check_history(history, initial_states={PATH: start})
-    assert result.verdict == (Verdict.LINEARIZABLE if expected else Verdict.NOT_LINEARIZABLE), (
-        result.explain()
-    )
+    assert_agrees_with_brute_force(history, start)
 
 
 @pytest.mark.parametrize(
@@ -858,3 +859,38 @@ def test_long_histories_of_many_clients_are_decided(
     # Too long for the brute force; a corrupted reply may even be explained by lost
     # writes, but the search must come to a verdict within its budget.
     assert check_history(bad, initial_states=START).verdict != Verdict.UNKNOWN, reproduce
+
+
+MANY = settings(max_examples=5_000, deadline=None, print_blob=True)
+
+
+@pytest.mark.slow
+@MANY
+@given(
+    history=st.lists(arbitrary_operations(), max_size=7),
+    start=st.sampled_from(STARTS),
+)
+def test_many_arbitrary_small_histories_agree_with_the_brute_force_checker(
+    history: list[Operation], start: RegisterState | None
+) -> None:
+    assert_agrees_with_brute_force(history, start)
+
+
+@pytest.mark.slow
+@MANY
+@given(seed=st.integers(0, 2**32 - 1))
+def test_many_corrupted_schedules_agree_with_the_brute_force_checker(seed: int) -> None:
+    draw = _Draw(rng=random.Random(seed))
+    start = STARTS[draw.pick(STARTS)]
+    history = run_schedule(
+        draw,
+        clients=draw.integer(1, 4),
+        operations_max=draw.integer(1, 7),
+        start=start,
+        kinds=ALL_KINDS if draw.integer(0, 1) else (OpKind.READ, OpKind.WRITE),
+        loss_odds=draw.integer(1, 4),
+        stale_reads=draw.integer(0, 1) == 1,
+    )
+    corrupted = corrupt(draw, history)
+    if corrupted is not None:
+        assert_agrees_with_brute_force(corrupted, start, reproduce=f"seed {seed}: ")
