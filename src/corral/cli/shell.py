@@ -696,7 +696,8 @@ class Shell:
             await client.remove_watches(path, watcher_type, local=parsed.has("l"))
         finally:
             removals, self._removals = self._removals, None
-            # In the Java client's order: child watches, then data, then persistent.
+            # In a fixed order: child watches, data, persistent (the Java client's order
+            # comes from a HashMap and changes from run to run).
             for event in sorted(removals.values(), key=lambda e: REMOVAL_ORDER[e.type]):
                 self._on_watch_event(event)
 
