@@ -69,6 +69,17 @@ exponent is the number of unknown operations that could still change the state a
 (lost unconditional writes stay candidates for ever; lost compare-and-sets only while the
 version matches). Budgets turn a blow-up into an UNKNOWN verdict.
 
+Use, from a simulation:
+
+    recorder = HistoryRecorder()
+    op = recorder.call(client_id=c, path="/r", kind=OpKind.WRITE, now_ms=t,
+                       value=data, expected_version=n)
+    recorder.returned(op, Reply(version=stat.version), now_ms=t2)  # or Reply(error=...)
+    result = check_history(recorder.history(), initial_states={"/r": RegisterState(...)})
+    assert result.ok, f"reproduce: python -m corral.sim --seed {seed}; {result.explain()}"
+
+UNKNOWN is not a pass: report it with the seed (and shorten the run or lose fewer replies).
+
 Rules: pure (no clock, IO or randomness); no recursion (an explicit stack); the search is
 bounded by `SEARCH_STEPS_MAX` and `SEARCH_CONFIGURATIONS_MAX` and answers UNKNOWN rather
 than running on; the input is bounded by `HISTORY_OPERATIONS_MAX`. A bad history (an
@@ -416,8 +427,8 @@ def check_history(
     """Check a history of operations on any number of znodes for linearizability.
 
     `initial_states` gives each path's state before the history; a path not in it starts
-    absent. The budgets are shared by all paths; when one runs out the verdict of the
-    remaining paths is UNKNOWN (a NOT_LINEARIZABLE path found before still wins).
+    absent. The budgets are shared by all paths, checked smallest first; when they run out
+    the remaining paths are UNKNOWN (a NOT_LINEARIZABLE path still makes the verdict).
     """
     operations = list(history)
     if len(operations) > HISTORY_OPERATIONS_MAX:
@@ -433,7 +444,8 @@ def check_history(
     results: list[PathResult] = []
     steps_left = steps_max
     configurations_left = configurations_max
-    for path in sorted(by_path):
+    # Smaller paths first, so that one hard path spends the shared budget last.
+    for path in sorted(by_path, key=lambda p: (len(by_path[p]), p)):
         positions, path_operations = zip(*by_path[path], strict=True)
         result = _check_path(
             path,
