@@ -24,6 +24,7 @@ from corral.protocol.constants import ANY_VERSION, ErrorCode
 from corral.sim.linearizability import (
     DOMINANCE_SCAN_MAX,
     HISTORY_OPERATIONS_MAX,
+    MEMO_ENTRY_SIZE,
     VERSION_MAX,
     VERSION_MIN,
     HistoryRecorder,
@@ -476,6 +477,12 @@ def test_the_search_stops_at_its_budget_with_an_unknown_verdict() -> None:
     result = check_history(history, initial_states=START, configurations_max=100)
     assert result.verdict == Verdict.UNKNOWN
     assert result.paths[0].configurations == 100
+    # The memo's memory: each entry costs more on a longer path.
+    sequential = [write(1, 2 * i, 2 * i + 1, b"a", i, i + 1) for i in range(2_000)]
+    assert check_history(sequential, initial_states=START).ok
+    result = check_history(sequential, initial_states=START, memo_size_max=200_000)
+    assert result.verdict == Verdict.UNKNOWN
+    assert result.paths[0].configurations == 200_000 // (MEMO_ENTRY_SIZE + 2 * 2_000 // 8)
 
 
 def test_a_not_linearizable_path_beats_an_undecided_one() -> None:

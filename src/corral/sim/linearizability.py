@@ -97,10 +97,14 @@ from corral.protocol.constants import ANY_VERSION, ErrorCode
 
 HISTORY_OPERATIONS_MAX = 100_000  # operations in one history
 # The search's work: one step is one candidate or memo entry looked at (well under a
-# microsecond of CPython), so the step budget is about 2-10 s of CPU; the configurations
-# are its memory (about 200 bytes plus two bits per operation each).
+# microsecond of CPython), so the step budget is about 2-10 s of CPU. The memo holds one
+# entry per configuration, about 200 bytes plus two bits per operation of its path: a path
+# needs at least one configuration per operation, so the memory bound makes paths of more
+# than about 40 000 operations UNKNOWN (split long runs into several histories).
 SEARCH_STEPS_MAX = 10_000_000  # candidates examined, over all paths
 SEARCH_CONFIGURATIONS_MAX = 400_000  # memoised (bitset, state) pairs, over all paths
+SEARCH_MEMO_SIZE_MAX = 512 * 1024 * 1024  # bytes, estimated, for one path's memo
+MEMO_ENTRY_SIZE = 200  # bytes of a memo entry besides its bitsets (tuple, set slot, ints)
 DOMINANCE_SCAN_MAX = 16  # earlier configurations compared with a new one for dominance
 EXPLANATION_OPERATIONS_MAX = 20  # operations of the linearized prefix shown in explain()
 
@@ -423,6 +427,7 @@ def check_history(
     initial_states: Mapping[str, RegisterState | None] | None = None,
     steps_max: int = SEARCH_STEPS_MAX,
     configurations_max: int = SEARCH_CONFIGURATIONS_MAX,
+    memo_size_max: int = SEARCH_MEMO_SIZE_MAX,
 ) -> CheckResult:
     """Check a history of operations on any number of znodes for linearizability.
 
@@ -454,6 +459,7 @@ def check_history(
             initial_states.get(path),
             steps_max=steps_left,
             configurations_max=configurations_left,
+            memo_size_max=memo_size_max,
         )
         results.append(result)
         steps_left = max(0, steps_left - result.steps)
@@ -490,9 +496,13 @@ def _check_path(
     *,
     steps_max: int,
     configurations_max: int,
+    memo_size_max: int,
 ) -> PathResult:
     """Just-in-time linearization of one path's definite and unknown operations."""
     count = len(operations)
+    # Two bitsets of `count` bits per memo entry: the placed set and its unknown part.
+    entry_size = MEMO_ENTRY_SIZE + 2 * (count // 8)
+    configurations_max = min(configurations_max, memo_size_max // entry_size)
     definite = [outcome_of(op) == Outcome.DEFINITE for op in operations]
     stale = [definite[i] and op.may_be_stale for i, op in enumerate(operations)]
     # The definite operations' calls and returns in time order, as a doubly linked list
