@@ -761,3 +761,35 @@ def test_a_promoted_learner_votes_before_it_applies_its_promotion() -> None:
     assert cluster.leaders() == [1]
     assert cluster.rafts[2].voters == (1, 2)
     assert cluster.rafts[2].role == Role.FOLLOWER
+
+
+def test_messages_that_promise_nothing_leave_without_waiting_for_the_disk() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    leader = cluster.rafts[1]
+    leader.propose(b"a")
+    out = leader.ready()  # its persist is slow: still out
+    assert [m.kind for m in out.messages] == [MessageKind.APPEND, MessageKind.APPEND]
+    leader.propose(b"b")
+    leader.tick()  # heartbeat_ticks is 1: heartbeats are due
+    early = leader.take_messages()
+    kinds = {m.kind for m in early}
+    assert kinds == {MessageKind.HEARTBEAT}  # appends of b go with the next ready()
+    follower = cluster.rafts[2]
+    for message in out.messages + early:
+        if message.to_id == 2:
+            follower.step(message)
+    # The follower's heartbeat answer may go at once; its acknowledgement of `a` may not.
+    answers = follower.take_messages()
+    assert {m.kind for m in answers} == {MessageKind.HEARTBEAT_RESPONSE}
+    ready = follower.ready()
+    assert [m.kind for m in ready.messages] == [MessageKind.APPEND_RESPONSE]
+    assert [e.data for e in ready.entries] == [b"a"]
+    # Not taken: they ride in the next Ready, first.
+    leader.tick()
+    storage = cluster.storages[1]
+    storage.append(out.entries)
+    leader.advance(out)
+    following = leader.ready()
+    assert following.messages[0].kind == MessageKind.HEARTBEAT
+    assert MessageKind.APPEND in {m.kind for m in following.messages}

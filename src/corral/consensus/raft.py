@@ -3,7 +3,8 @@
 Inputs: `tick()` (logical time), `campaign()`, `step(message)`, `propose(data)`,
 `propose_membership(...)`, `transfer_leadership(peer_id)`, `read_index(request_id)`,
 `compact(index, snapshot)`.
-Output: one `Ready` at a time (`has_ready()` / `ready()`), acknowledged by `advance(ready)`.
+Output: one `Ready` at a time (`has_ready()` / `ready()`), acknowledged by `advance(ready)`;
+optionally `take_messages()` between Readies (messages that wait for no persist).
 
 Rules:
 * No IO, no clock, no global random: time is `tick()`, chance is the `rng` passed in.
@@ -18,6 +19,9 @@ Rules:
      read once the applied index reaches its index;
   4. call `advance(ready)`.
   Messages may be lost, duplicated, delayed or reordered; Raft copes with all four.
+  A driver may also call `take_messages()` at any time and send what it returns at once
+  (leader APPENDs and heartbeats, heartbeat answers, read-index traffic, of a durable
+  term); what it does not take is in the next Ready's `messages`, first.
 * Entries count as stable only after `advance`; the commit index only counts stable
   entries of the leader, so an entry is never handed out as committed before it is
   durable here. Committed entries handed out in a Ready count as applied after `advance`.
@@ -146,6 +150,20 @@ def _well_formed(message: Message) -> bool:
     if message.entries and message.entries[0].term < message.log_term:
         return False
     return message.kind != MessageKind.SNAPSHOT_CHUNK or message.snapshot is not None
+
+
+# Messages that make no promise about durable state: see `Raft.take_messages`. (An
+# APPEND_RESPONSE acknowledges entries, a vote promises, TIMEOUT_NOW must follow the
+# APPENDs that caught its target up: those wait for the Ready.)
+_FREE_KINDS = frozenset(
+    {
+        MessageKind.APPEND,
+        MessageKind.HEARTBEAT,
+        MessageKind.HEARTBEAT_RESPONSE,
+        MessageKind.READ_INDEX,
+        MessageKind.READ_INDEX_RESPONSE,
+    }
+)
 
 
 class _ProgressState(enum.Enum):
@@ -317,7 +335,8 @@ class Raft:
         self._stable_last = stable_last  # the last entry the driver has made durable
         self._unstable: list[Entry] = []  # entries after _stable_last, not yet durable
         self._snapshot = snapshot  # the snapshot the driver holds, sent to lagging peers
-        self._messages: list[Message] = []
+        self._messages: list[Message] = []  # sent after the next Ready's persist
+        self._messages_free: list[Message] = []  # depend on nothing unpersisted
         self._snapshot_sends: list[SnapshotSend] = []
         self._incoming: _IncomingSnapshot | None = None
         self._pending_install: Snapshot | None = None  # received, not yet handed out
@@ -527,7 +546,7 @@ class Raft:
                 return False
             self._leader_read(self._replica_id, request_id)
         elif self._leader_id != 0:
-            self._messages.append(
+            self._emit(
                 Message(
                     kind=MessageKind.READ_INDEX,
                     from_id=self._replica_id,
@@ -561,6 +580,16 @@ class Raft:
 
     # -- output ---------------------------------------------------------------------------
 
+    def take_messages(self) -> tuple[Message, ...]:
+        """Messages that depend on nothing unpersisted, to send at once, even while a Ready
+        is out: a leader's APPENDs and heartbeats (Raft §10.2.1: a leader may send entries
+        before they are durable on its own disk; its term and vote are), heartbeat answers
+        and read-index traffic, all of a term already durable here. Optional: whatever is
+        not taken rides in the next Ready. Without it a slow fsync delays heartbeats."""
+        messages = tuple(self._messages_free)
+        self._messages_free = []
+        return messages
+
     def has_ready(self) -> bool:
         """Whether `ready()` has something to hand out (always False while one is out)."""
         if self._outstanding is not None:
@@ -569,6 +598,7 @@ class Raft:
             bool(self._unstable)
             or self.hard_state != self._handed_hard_state
             or bool(self._messages)
+            or bool(self._messages_free)
             or bool(self._snapshot_sends)
             or bool(self._read_states)
             or self._read_round_pending
@@ -603,7 +633,7 @@ class Raft:
         ready = Ready(
             entries=tuple(self._unstable),
             hard_state=hard_state if hard_state_changed else None,
-            messages=tuple(self._messages),
+            messages=(*self._messages_free, *self._messages),
             committed_entries=committed,
             must_sync=bool(self._unstable) or term_or_vote_changed or install is not None,
             snapshot=install,
@@ -611,6 +641,7 @@ class Raft:
             read_states=tuple(self._read_states),
         )
         self._messages = []
+        self._messages_free = []
         self._snapshot_sends = []
         self._read_states = []
         self._pending_install = None
@@ -687,7 +718,7 @@ class Raft:
         self, kind: MessageKind, to_id: int, term: int, leader_transfer: bool
     ) -> None:
         last = self.last_index
-        self._messages.append(
+        self._emit(
             Message(
                 kind=kind,
                 from_id=self._replica_id,
@@ -742,7 +773,7 @@ class Raft:
             if grant:
                 self._vote = message.from_id
                 self._election_elapsed_ticks = 0
-        self._messages.append(
+        self._emit(
             Message(
                 kind=response,
                 from_id=self._replica_id,
@@ -820,7 +851,7 @@ class Raft:
                 # rejection of index 0, so that it means nothing to a leader of our term.
                 self._send(MessageKind.APPEND_RESPONSE, message.from_id, reject=True)
             elif kind == MessageKind.PRE_VOTE:
-                self._messages.append(
+                self._emit(
                     Message(
                         kind=MessageKind.PRE_VOTE_RESPONSE,
                         from_id=self._replica_id,
@@ -862,7 +893,7 @@ class Raft:
                 self._handle_append(message)
             elif kind == MessageKind.HEARTBEAT:
                 self._commit_to(min(message.commit, self.last_index))
-                self._messages.append(
+                self._emit(
                     Message(
                         kind=MessageKind.HEARTBEAT_RESPONSE,
                         from_id=self._replica_id,
@@ -908,7 +939,7 @@ class Raft:
         hint_index, hint_term = self._find_conflict_by_term(
             min(message.index, self.last_index), message.log_term
         )
-        self._messages.append(
+        self._emit(
             Message(
                 kind=MessageKind.APPEND_RESPONSE,
                 from_id=self._replica_id,
@@ -990,7 +1021,7 @@ class Raft:
         incoming.assembled.extend(parts)
         if incoming.received_bytes != incoming.end_bytes:
             if parts:
-                self._messages.append(
+                self._emit(
                     Message(
                         kind=MessageKind.SNAPSHOT_RESPONSE,
                         from_id=self._replica_id,
@@ -1066,7 +1097,7 @@ class Raft:
         for peer_id, progress in self._progress.items():
             commit = min(progress.match, self._commit)
             progress.commit_sent = max(progress.commit_sent, commit)
-            self._messages.append(
+            self._emit(
                 Message(
                     kind=MessageKind.HEARTBEAT,
                     from_id=self._replica_id,
@@ -1112,7 +1143,7 @@ class Raft:
         if origin_id == self._replica_id:
             self._read_states.append(ReadState(request_id=request_id, index=index))
             return
-        self._messages.append(
+        self._emit(
             Message(
                 kind=MessageKind.READ_INDEX_RESPONSE,
                 from_id=self._replica_id,
@@ -1217,7 +1248,7 @@ class Raft:
             progress.commit_sent = max(
                 progress.commit_sent, min(self._commit, previous + len(entries))
             )
-            self._messages.append(
+            self._emit(
                 Message(
                     kind=MessageKind.APPEND,
                     from_id=self._replica_id,
@@ -1293,6 +1324,12 @@ class Raft:
             return True
         return False
 
+    def _emit(self, message: Message) -> None:
+        if message.kind in _FREE_KINDS and self._term == self._persisted_hard_state.term:
+            self._messages_free.append(message)
+        else:
+            self._messages.append(message)
+
     def _send(
         self,
         kind: MessageKind,
@@ -1302,7 +1339,7 @@ class Raft:
         commit: int = 0,
         reject: bool = False,
     ) -> None:
-        self._messages.append(
+        self._emit(
             Message(
                 kind=kind,
                 from_id=self._replica_id,

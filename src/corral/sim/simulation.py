@@ -88,6 +88,7 @@ class SimConfig:
     # the cluster knows least about what it committed.
     crash_on_commit_probability: float = 0.0
     membership_changes: bool = False  # leaders promote learners and demote voters
+    take_messages_early: bool = True  # the driver sends Raft.take_messages() at once
     append_entries_max: int = 1_024
     inflight_appends_max: int = 64
 
@@ -123,6 +124,7 @@ class SimConfig:
             leader_fault_share=rng.choice((0.0, 0.3, 0.7, 0.9)),
             crash_on_commit_probability=rng.choice((0.0, 0.0, 0.01, 0.1)),
             membership_changes=rng.random() < 0.3,
+            take_messages_early=rng.random() < 0.5,
             append_entries_max=append_entries_max,
             inflight_appends_max=inflight_appends_max,
         )
@@ -314,6 +316,9 @@ class Simulation:
     def _pump(self, replica: _Replica) -> None:
         raft = replica.raft
         assert raft is not None
+        if self.config.take_messages_early:
+            for message in raft.take_messages():
+                self._send(message)
         for _ in range(100):
             if replica.outstanding is not None:
                 if self.now_ms < replica.persist_done_ms:
