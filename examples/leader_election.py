@@ -100,6 +100,7 @@ async def run_demo(server: str, session_timeout_s: float, duration_s: float) -> 
     deadline = time.monotonic() + duration_s
     names = ("a", "b", "c")
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    current: str | None = None  # the leader as far as the demo knows
     try:
         for name in names:
             processes[name] = subprocess.Popen(
@@ -118,7 +119,7 @@ async def run_demo(server: str, session_timeout_s: float, duration_s: float) -> 
                 ]
             )
         async with Client(server, timeout_s=10) as zk:
-            leader = await wait_for_leader(zk, deadline, other_than=None)
+            leader = current = await wait_for_leader(zk, deadline, other_than=None)
             if leader is None:
                 log("demo", "no leader was elected in time")
                 return 1
@@ -127,7 +128,7 @@ async def run_demo(server: str, session_timeout_s: float, duration_s: float) -> 
             killed_at = time.monotonic()
             processes[leader].kill()
             processes[leader].wait(timeout=STOP_TIMEOUT_S)
-            successor = await wait_for_leader(zk, deadline, other_than=leader)
+            successor = current = await wait_for_leader(zk, deadline, other_than=leader)
             if successor is None:
                 log("demo", "nobody took over in time")
                 return 1
@@ -136,8 +137,11 @@ async def run_demo(server: str, session_timeout_s: float, duration_s: float) -> 
             remaining_s = max(0.0, deadline - time.monotonic())
             await asyncio.sleep(min(3 * HEARTBEAT_INTERVAL_S, remaining_s))
     finally:
-        for process in processes.values():
-            stop(process)
+        # The waiting candidates first, the leader last: stopping it first would only
+        # elect the next one for a moment.
+        leader_last = sorted(processes, key=lambda name: name == current)
+        for name in leader_last:
+            stop(processes[name])
     log("demo", "done")
     return 0
 
