@@ -16,7 +16,7 @@ from corral.protocol.records import OPEN_ACL_UNSAFE, CreateRequest
 from corral.storage.fs import OsFileSystem
 from corral.storage.snapshots import SNAPSHOT_HEADER_SIZE, list_snapshots
 from corral.storage.wal import list_segments
-from tests.storage.support import wait_for_snapshots
+from tests.storage.support import poke, wait_for_snapshots
 from tests.support.raw_client import RawClient
 
 NODES = 150
@@ -39,7 +39,7 @@ def written() -> Iterator[Path]:
                 )
                 assert client.request(OpCode.CREATE, request).err == ErrorCode.OK
                 if i % 35 == 34:
-                    wait_for_snapshots(path / "data", (i + 1) // 35)
+                    wait_for_snapshots(path / "data", (i + 1) // 35, poke(client))
     finally:
         server.stop()
     yield path / "data"

@@ -14,7 +14,7 @@ from corral.protocol.records import OPEN_ACL_UNSAFE, CreateRequest
 from corral.storage.fs import OsFileSystem
 from corral.storage.wal import open_wal
 from tests.server.conftest import start_server, stop_server
-from tests.storage.support import wait_for_snapshots
+from tests.storage.support import poke, wait_for_snapshots
 from tests.support.raw_client import RawClient
 
 WRITES = 300
@@ -64,7 +64,7 @@ def test_data_log_dir_holds_the_log_and_force_sync_no_is_announced(
             for i in range(60):
                 request = CreateRequest(path=f"/n{i}", data=b"x", acl=OPEN_ACL_UNSAFE, flags=0)
                 assert client.request(OpCode.CREATE, request).err == ErrorCode.OK
-        wait_for_snapshots(tmp_path / "data", 1)
+            wait_for_snapshots(tmp_path / "data", 1, poke(client))
         fsyncs = running.call(lambda: running.server._log.storage.fsync_count)
     finally:
         stop_server(running, thread)

@@ -25,7 +25,7 @@ from corral.protocol.records import (
 from corral.storage.fs import OsFileSystem
 from corral.storage.snapshots import SNAPSHOT_HEADER_SIZE, list_snapshots
 from corral.storage.wal import list_segments, read_segment
-from tests.storage.support import wait_for_snapshots
+from tests.storage.support import poke, wait_for_snapshots
 from tests.support.raw_client import RawClient
 
 EXPIRY_WAIT_S = 15
@@ -112,7 +112,7 @@ def fill(server: CorralServer, count: int, data_dir: Path | None = None) -> None
         for i in range(count):
             create(client, f"/n{i:04d}", data=b"v%d" % i)
             if data_dir is not None and i % 50 == 49:
-                wait_for_snapshots(data_dir, (i + 1) // 50)
+                wait_for_snapshots(data_dir, (i + 1) // 50, poke(client))
 
 
 def test_corrupt_newest_snapshot_falls_back_to_an_older_one(data_dir: Path) -> None:

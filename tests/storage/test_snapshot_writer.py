@@ -22,7 +22,7 @@ from corral.storage.wal import read_log
 from corral.tree.snapshot import decode_snapshot, encode_snapshot
 from corral.tree.txn import decode_txn
 from tests.server.conftest import start_server, stop_server
-from tests.storage.support import wait_for_snapshots
+from tests.storage.support import poke, wait_for_snapshots
 from tests.support.raw_client import RawClient
 
 OPS = 400
@@ -79,7 +79,7 @@ def test_newest_snapshot_plus_log_is_the_live_tree(tmp_path: Path) -> None:
         ):
             assert client.connect() is not None and other.connect() is not None
             workload(client, rng, other)
-            wait_for_snapshots(tmp_path / "data", 3)
+            wait_for_snapshots(tmp_path / "data", 3, poke(client))
         live = running.call(lambda: encode_snapshot(running.server.replica.tree))
     finally:
         stop_server(running, thread)
