@@ -326,6 +326,7 @@ create /t/c
 create /t/b/z
 ls -R /t
 ls -R /
+ls -? /t
 setAcl -R /t world:anyone:cdrwa
 setAcl -R /missing world:anyone:r
 getAllChildrenNumber /t

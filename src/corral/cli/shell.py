@@ -124,6 +124,8 @@ USAGES: dict[str, str] = {
     "version": "",
     "whoami": "",
 }
+# `ls -?` (commons-cli's help text, as zkCli.sh prints it before listing).
+LS_HELP = ("usage: ls [options] path", " -?   help", " -R   recurse", " -s   stat", " -w   watch")
 # Commands that work without a session.
 LOCAL_COMMANDS = frozenset(
     ("connect", "help", "history", "printwatches", "quit", "redo", "version")
@@ -478,6 +480,8 @@ class Shell:
     # ------------------------------------------------------------------ commands
 
     async def _ls(self, parsed: ParsedArgs) -> None:
+        if parsed.has("?"):
+            self.out(*LS_HELP)
         parsed = self._deprecated_watch(parsed, "ls path [watch]", "ls [-w] path")
         client = self._live_client()
         path = self._path(parsed.words[1])
