@@ -37,6 +37,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import corral
 from corral.consensus.types import SnapshotMeta
 from corral.protocol.errors import DecodeError
 from corral.replica.outbox import Persist
@@ -118,6 +119,15 @@ def open_durable(config: ServerConfig, fs: FileSystem | None = None) -> tuple[Da
     return tree, wal
 
 
+def _writer_environment() -> dict[str, str]:
+    """The server's environment, with this very corral package first on the path: the
+    writer must run the same code, however the server found it."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(corral.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env
+
+
 class Snapshotter:
     """Decides when to snapshot and runs one snapshot writer process at a time."""
 
@@ -194,7 +204,11 @@ class Snapshotter:
         try:
             # Popen in a thread: the loop never waits, not even for the vfork + exec.
             process = await asyncio.to_thread(
-                subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+                subprocess.Popen,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=_writer_environment(),
             )
         except OSError as e:
             self._in_progress = False
