@@ -696,7 +696,9 @@ def run_schedule(
     return done
 
 
-def corrupt(draw: _Draw, history: list[Operation]) -> list[Operation] | None:
+def corrupt(
+    draw: _Draw, history: list[Operation], *, reads_only: bool = False
+) -> list[Operation] | None:
     """The history with one definite reply changed, or None if there is none to change."""
     candidates = [
         i
@@ -704,6 +706,7 @@ def corrupt(draw: _Draw, history: list[Operation]) -> list[Operation] | None:
         if op.reply is not None
         and op.return_ms is not None
         and op.reply.error in (OK, ErrorCode.NO_NODE, ErrorCode.BAD_VERSION, ErrorCode.NODE_EXISTS)
+        and (op.kind == OpKind.READ or not reads_only)
     ]
     if not candidates:
         return None
@@ -773,7 +776,7 @@ def test_one_corrupted_reply_is_caught_unless_another_order_explains_it(
         stale_reads=draw.integer(0, 1) == 1,
     )
     assert brute_force_linearizable(history, start)  # the reference agrees with construction
-    corrupted = corrupt(draw, history)
+    corrupted = corrupt(draw, history, reads_only=draw.integer(0, 1) == 1)
     if corrupted is not None:
         assert_agrees_with_brute_force(corrupted, start)
 
@@ -890,6 +893,6 @@ def test_many_corrupted_schedules_agree_with_the_brute_force_checker(seed: int) 
         loss_odds=draw.integer(1, 4),
         stale_reads=draw.integer(0, 1) == 1,
     )
-    corrupted = corrupt(draw, history)
+    corrupted = corrupt(draw, history, reads_only=draw.integer(0, 1) == 1)
     if corrupted is not None:
         assert_agrees_with_brute_force(corrupted, start, reproduce=f"seed {seed}: ")
