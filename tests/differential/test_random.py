@@ -3,8 +3,10 @@
 Each rule runs one step on A (ZooKeeper) and B (corral, or ZooKeeper again in self
 mode) and compares the transcripts so far, so hypothesis shrinks a failure to a short
 sequence. Paths come from a small alphabet under a fresh namespace per example, so
-creates, deletes and version checks collide often. A failure prints the shrunk steps as
-Python, ready to paste into a regular scenario test (tests/differential/test_*.py).
+creates, deletes and version checks collide often. A failure writes the shrunk steps as
+a regular scenario test, tests/differential/found/test_found_<digest>.py (hypothesis
+replays the minimal example last, so the last file written is the shrunk one), and
+prints the same steps: review it, give it a name, keep it.
 
 Left out on purpose: containers (reaped by a background task at different moments on
 the two servers) and create2 inside multi (a deliberate difference, see
@@ -16,8 +18,15 @@ Reproduce a failure: pytest tests/differential/test_random.py --hypothesis-seed=
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import hashlib
 import itertools
+import sys
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -46,7 +55,6 @@ from tests.support.scenario import (
     TOTALS,
     CloseSession,
     Drain,
-    Op,
     Open,
     SideContext,
     Step,
@@ -68,18 +76,92 @@ _namespaces = itertools.count()
 pytestmark = pytest.mark.zookeeper
 
 
+FOUND_DIR = Path(__file__).parent / "found"
+
+
+def _code(value: Any) -> str:
+    """Python source that rebuilds `value`: records and steps by keyword, enums as ints."""
+    if isinstance(value, enum.IntEnum):
+        return str(int(value))
+    if isinstance(value, tuple):
+        inner = ", ".join(_code(item) for item in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ", ".join(
+            f"{f.name}={_code(getattr(value, f.name))}" for f in dataclasses.fields(value)
+        )
+        return f"{type(value).__name__}({fields})"
+    assert value is None or isinstance(value, str | bytes | int | bool), value
+    return repr(value)
+
+
 def steps_as_code(steps: Sequence[Step]) -> str:
     """The steps as Python, to paste into a regular scenario."""
-    lines = []
-    for step in steps:
-        if isinstance(step, Op):
-            lines.append(
-                f"    Op(session={step.session!r}, opcode={int(step.opcode)}, "
-                f"record={step.record!r}),"
-            )
-        else:
-            lines.append(f"    {step!r},")
-    return "[\n" + "\n".join(lines) + "\n]"
+    return "[\n" + "".join(f"    {_code(step)},\n" for step in steps) + "]"
+
+
+def save_as_scenario(steps: Sequence[Step], ns: str) -> Path:
+    """Write `steps` as a regular scenario test file; returns its path."""
+    code = steps_as_code(steps)
+    digest = hashlib.sha256(code.encode()).hexdigest()[:12]
+    path = FOUND_DIR / f"test_found_{digest}.py"
+    body = textwrap.indent(code, "    ").strip()
+    path.parent.mkdir(exist_ok=True)
+    (path.parent / "__init__.py").touch()
+    path.write_text(
+        f'''"""A mismatch found by test_random.py, shrunk by hypothesis: review, name, keep."""
+
+# ruff: noqa: F403, F405, E501
+from corral.protocol.records import *
+from tests.differential.test_random import replay
+from tests.support.scenario import *
+
+ORIGINAL_NS = {ns!r}
+STEPS = {body}
+
+
+def test_found_{digest}(zookeeper, server_b) -> None:
+    replay(zookeeper, server_b, STEPS, ORIGINAL_NS)
+'''
+    )
+    return path
+
+
+def _rebase(value: Any, old: str, new: str) -> Any:
+    """`value` with every path under `old` moved under `new` (records, tuples, strings)."""
+    if isinstance(value, str):
+        return new + value[len(old) :] if value == old or value.startswith(old + "/") else value
+    if isinstance(value, tuple):
+        return tuple(_rebase(item, old, new) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _rebase(getattr(value, f.name), old, new) for f in dataclasses.fields(value)
+        }
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+def replay(zookeeper: Any, server_b: Any, steps: Sequence[Step], original_ns: str) -> None:
+    """Run saved steps on both servers under a fresh namespace; fail on any mismatch."""
+    ns = f"{original_ns}_replay_{next(_namespaces)}"
+    sides = (
+        SideContext(host=zookeeper.host, port=zookeeper.port),
+        SideContext(host=server_b.host, port=server_b.port),
+    )
+    rebased = [_rebase(step, original_ns, ns) for step in steps]
+    for side in sides:
+        side.start_ms = _now_ms()
+    try:
+        for index, step in enumerate(rebased):
+            for side in sides:
+                _run_step(side, index, step)
+                side.end_ms = _now_ms()
+    finally:
+        for side in sides:
+            side.end_ms = _now_ms()
+            _cleanup(side)
+    comparison = compare(rebased, sides[0], sides[1], known_differences=not self_mode())
+    assert not comparison.mismatches, report(ns, comparison)
 
 
 class DifferentialMachine(RuleBasedStateMachine):
@@ -109,8 +191,11 @@ class DifferentialMachine(RuleBasedStateMachine):
             self.steps, self.sides[0], self.sides[1], known_differences=not self_mode()
         )
         if comparison.mismatches:
+            saved = save_as_scenario(self.steps, self.ns)
             raise AssertionError(
-                report(self.ns, comparison) + "\nsteps:\n" + steps_as_code(self.steps)
+                report(self.ns, comparison)
+                + f"\nsaved as {saved}\nsteps:\n"
+                + steps_as_code(self.steps)
             )
 
     @initialize()
@@ -258,3 +343,31 @@ def test_random_operation_sequences(zookeeper, server_b) -> None:
             database=None,
         ),
     )
+
+
+def test_a_saved_scenario_reproduces_its_steps(zookeeper, server_b, tmp_path, monkeypatch) -> None:
+    """What a mismatch writes is a runnable scenario with exactly the steps that failed."""
+    import importlib.util
+
+    monkeypatch.setattr(sys.modules[__name__], "FOUND_DIR", tmp_path / "found")
+    ns = f"/saved_{next(_namespaces)}"
+    steps = [
+        Open(session="setup"),
+        create("setup", ns),
+        Open(session="s0"),
+        create("s0", f"{ns}/a", b"v"),
+        set_data("s0", f"{ns}/a", b"w", 0),
+        multi("s0", m_create(f"{ns}/b", b"", 0), m_check(f"{ns}/a", 1)),
+        get_data("s0", f"{ns}/a", True),
+        delete("s0", f"{ns}/a", -1),
+        Drain(session="s0"),
+    ]
+    path = save_as_scenario(steps, ns)
+    spec = importlib.util.spec_from_file_location("saved_scenario", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert steps == module.STEPS
+    assert ns == module.ORIGINAL_NS
+    # Replayed under a fresh namespace, it runs on both servers and they agree.
+    replay(zookeeper, server_b, module.STEPS, module.ORIGINAL_NS)
