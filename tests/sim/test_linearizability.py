@@ -182,7 +182,9 @@ UNKNOWN_ERRORS = (ErrorCode.CONNECTION_LOSS, ErrorCode.SESSION_EXPIRED)
 REJECTED = (ErrorCode.NO_AUTH, ErrorCode.NOT_READ_ONLY)
 
 
-def brute_force_linearizable(history: Sequence[Operation], start: RegisterState | None) -> bool:
+def brute_force_linearizable(
+    history: Sequence[Operation], start: RegisterState | None, *, session_order: bool = False
+) -> bool:
     """Some subset of the unknown operations, in some order that respects real time,
     explains every definite reply. Rejections are left out. A stale read need not follow
     what returned before its call, only its own session's earlier definite operations."""
@@ -201,6 +203,10 @@ def brute_force_linearizable(history: Sequence[Operation], start: RegisterState 
         definite_a = a.reply is not None and a.reply.error not in UNKNOWN_ERRORS
         if not definite_a:
             return False
+        definite_b = b.reply is not None and b.reply.error not in UNKNOWN_ERRORS
+        same_session = session_order and definite_b and a.client_id == b.client_id
+        if same_session and (a.call_ms, position[id(a)]) < (b.call_ms, position[id(b)]):
+            return True
         if b.may_be_stale:
             return a.client_id == b.client_id and (a.call_ms, position[id(a)]) < (
                 b.call_ms,
@@ -223,10 +229,14 @@ def brute_force_linearizable(history: Sequence[Operation], start: RegisterState 
 
 
 def assert_agrees_with_brute_force(
-    history: Sequence[Operation], start: RegisterState | None, reproduce: str = ""
+    history: Sequence[Operation],
+    start: RegisterState | None,
+    reproduce: str = "",
+    *,
+    session_order: bool = False,
 ) -> None:
-    expected = brute_force_linearizable(history, start)
-    result = check_history(history, initial_states={PATH: start})
+    expected = brute_force_linearizable(history, start, session_order=session_order)
+    result = check_history(history, initial_states={PATH: start}, session_order=session_order)
     assert result.verdict == (Verdict.LINEARIZABLE if expected else Verdict.NOT_LINEARIZABLE), (
         f"{reproduce}{result.explain()}"
     )
@@ -541,6 +551,18 @@ def test_the_recorder_builds_the_history_a_simulation_saw() -> None:
         recorder.returned(lost, Reply(), now_ms=5)
 
 
+def test_session_order_keeps_a_pipelined_read_from_seeing_a_later_write() -> None:
+    # Client 1 pipelines a read and then a write; they overlap, so linearizability lets
+    # the read see the write, but ZooKeeper answers a session's requests in order.
+    history = [read(1, 0, 10, b"a", 1), write(1, 1, 9, b"a", 0, 1)]
+    assert check_history(history, initial_states=START).ok
+    result = check_history(history, initial_states=START, session_order=True)
+    assert result.verdict == Verdict.NOT_LINEARIZABLE
+    # Other sessions are not ordered with it.
+    other = [read(2, 0, 10, b"a", 1), write(1, 1, 9, b"a", 0, 1)]
+    assert check_history(other, initial_states=START, session_order=True).ok
+
+
 def test_bad_histories_are_refused() -> None:
     with pytest.raises(ValueError, match="before its call"):
         read(1, 5, 4, b"", 0)
@@ -755,7 +777,9 @@ def test_histories_of_a_sequential_znode_are_linearizable(seed: int) -> None:
         loss_odds=draw.integer(1, 10),
         stale_reads=draw.integer(0, 1) == 1,
     )
-    result = check_history(history, initial_states={PATH: start})
+    # One operation per client at a time: the session order holds by construction too.
+    session_order = draw.integer(0, 1) == 1
+    result = check_history(history, initial_states={PATH: start}, session_order=session_order)
     assert result.verdict == Verdict.LINEARIZABLE, f"seed {seed}: {result.explain()}"
 
 
@@ -778,7 +802,7 @@ def test_one_corrupted_reply_is_caught_unless_another_order_explains_it(
     assert brute_force_linearizable(history, start)  # the reference agrees with construction
     corrupted = corrupt(draw, history, reads_only=draw.integer(0, 1) == 1)
     if corrupted is not None:
-        assert_agrees_with_brute_force(corrupted, start)
+        assert_agrees_with_brute_force(corrupted, start, session_order=draw.integer(0, 1) == 1)
 
 
 @st.composite
@@ -833,11 +857,12 @@ def arbitrary_operations(draw: st.DrawFn) -> Operation:
 @given(
     history=st.lists(arbitrary_operations(), max_size=6),
     start=st.sampled_from(STARTS),
+    session_order=st.booleans(),
 )
 def test_arbitrary_small_histories_agree_with_the_brute_force_checker(
-    history: list[Operation], start: RegisterState | None
+    history: list[Operation], start: RegisterState | None, session_order: bool
 ) -> None:
-    assert_agrees_with_brute_force(history, start)
+    assert_agrees_with_brute_force(history, start, session_order=session_order)
 
 
 @pytest.mark.parametrize(
@@ -871,11 +896,12 @@ MANY = settings(max_examples=5_000, deadline=None, print_blob=True)
 @given(
     history=st.lists(arbitrary_operations(), max_size=7),
     start=st.sampled_from(STARTS),
+    session_order=st.booleans(),
 )
 def test_many_arbitrary_small_histories_agree_with_the_brute_force_checker(
-    history: list[Operation], start: RegisterState | None
+    history: list[Operation], start: RegisterState | None, session_order: bool
 ) -> None:
-    assert_agrees_with_brute_force(history, start)
+    assert_agrees_with_brute_force(history, start, session_order=session_order)
 
 
 @pytest.mark.slow
@@ -895,4 +921,6 @@ def test_many_corrupted_schedules_agree_with_the_brute_force_checker(seed: int) 
     )
     corrupted = corrupt(draw, history, reads_only=draw.integer(0, 1) == 1)
     if corrupted is not None:
-        assert_agrees_with_brute_force(corrupted, start, reproduce=f"seed {seed}: ")
+        assert_agrees_with_brute_force(
+            corrupted, start, f"seed {seed}: ", session_order=draw.integer(0, 1) == 1
+        )

@@ -61,7 +61,8 @@ placed after every earlier operation of its own session (its writes and what it 
 before on that znode: FIFO order, never back in time) and before its return, with no
 other lower bound. Sequential consistency is not local, so with stale reads the per-path
 check is weaker than one over the whole history: it never reports a false violation but
-misses those that need the session order across znodes.
+misses those that need the session order across znodes. `check_history(session_order=True)`
+applies the same session order to every definite operation (for clients that pipeline).
 
 Cost: the search is exponential in the worst case (the problem is NP-complete, Gibbons &
 Korach). In practice it is about linear in the history for definite operations, and the
@@ -428,11 +429,15 @@ def check_history(
     steps_max: int = SEARCH_STEPS_MAX,
     configurations_max: int = SEARCH_CONFIGURATIONS_MAX,
     memo_size_max: int = SEARCH_MEMO_SIZE_MAX,
+    session_order: bool = False,
 ) -> CheckResult:
     """Check a history of operations on any number of znodes for linearizability.
 
     `initial_states` gives each path's state before the history; a path not in it starts
-    absent. The budgets are shared by all paths, checked smallest first; when they run out
+    absent. `session_order` adds ZooKeeper's per-session FIFO order to real time: the
+    definite operations of one client take effect in the order it called them, even when
+    it pipelines them (unknown ones stay free: after a lost connection nothing orders
+    them). The budgets are shared by all paths, checked smallest first; when they run out
     the remaining paths are UNKNOWN (a NOT_LINEARIZABLE path still makes the verdict).
     """
     operations = list(history)
@@ -460,6 +465,7 @@ def check_history(
             steps_max=steps_left,
             configurations_max=configurations_left,
             memo_size_max=memo_size_max,
+            session_order=session_order,
         )
         results.append(result)
         steps_left = max(0, steps_left - result.steps)
@@ -497,6 +503,7 @@ def _check_path(
     steps_max: int,
     configurations_max: int,
     memo_size_max: int,
+    session_order: bool,
 ) -> PathResult:
     """Just-in-time linearization of one path's definite and unknown operations."""
     count = len(operations)
@@ -576,7 +583,8 @@ def _check_path(
     # Stale reads, per session in call order, each with the bitset of the session's earlier
     # definite operations that must be placed before it (the session's FIFO order). The
     # earlier stale reads are among them, so a session's stale reads are placed in order
-    # and only the next one of each session can be a candidate.
+    # and only the next one of each session can be a candidate. With `session_order`
+    # every definite operation has such a gate.
     session_reads: dict[int, list[int]] = {}
     gate = [0] * count
     by_session: dict[int, int] = {}  # session -> bitset of its definite operations so far
@@ -585,8 +593,9 @@ def _check_path(
             continue
         client_id = operations[index].client_id
         earlier = by_session.get(client_id, 0)
-        if stale[index]:
+        if stale[index] or session_order:
             gate[index] = earlier
+        if stale[index]:
             session_reads.setdefault(client_id, []).append(index)
         by_session[client_id] = earlier | (1 << index)
     sessions = list(session_reads.values())
@@ -608,11 +617,15 @@ def _check_path(
         while is_call[entry]:
             steps += 1
             index = op_of[entry]
+            if linearized & gate[index] != gate[index]:
+                entry = next_entry[entry]  # its session's earlier operations come first
+                continue
             reply, after = apply(state, operations[index])
             if after == state and reply == replies[index]:
                 # A read or a refused write that fits now goes now, and alone: in any
-                # linearization from here it could be moved to this point (it is callable,
-                # so nothing unplaced must precede it, and it changes no state). This turns
+                # linearization from here it could be moved to this point (it is callable
+                # and its session's earlier operations are placed, so nothing unplaced must
+                # precede it, and it changes no state). This turns
                 # the 2**k subsets of k concurrent reads into one path.
                 while is_call[entry]:
                     steps += 1
