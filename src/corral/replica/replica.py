@@ -121,6 +121,12 @@ class ReplicaConfig:
             raise ValueError("minSessionTimeout must not exceed maxSessionTimeout")
 
 
+def _event_frame(event_type: int, path: str, zxid: int) -> bytes:
+    return encode_notification(
+        WatcherEvent(type=event_type, state=KeeperState.SYNC_CONNECTED, path=path), zxid
+    )
+
+
 class _Phase(enum.Enum):
     """Where a queued request stands."""
 
@@ -148,7 +154,7 @@ class ConnectionInfo:
     address: str
     port: int
     opened_ms: int
-    identities: list[Id]
+    identities: tuple[Id, ...]  # replaced, never mutated: reads and txns share it
     session_id: int = 0
     timeout_ms: int = 0
     handshake_done: bool = False
@@ -289,7 +295,7 @@ class Replica:
             address=address,
             port=port,
             opened_ms=now_ms,
-            identities=[Id(scheme="ip", id=address)],
+            identities=(Id(scheme="ip", id=address),),
         )
         return out
 
@@ -424,7 +430,7 @@ class Replica:
             self._finish(pending, ErrorCode.SESSION_EXPIRED, None)
         elif opcode in WRITE_OPS:
             pending.phase = _Phase.PROPOSED
-            identities = tuple(connection.identities)
+            identities = connection.identities
             txn = ClientTxn(
                 session_id=session_id,
                 opcode=opcode,
@@ -629,22 +635,25 @@ class Replica:
                 self._close(connection, out)
 
     def _notify(self, event: TreeEvent, zxid: int, out: Outbox) -> None:
+        frame = b""  # one event, one frame: encoded once however many connections watch
         for connection_id in self.watches.trigger(event.type, event.path):
             connection = self.connections.get(connection_id)
             if connection is None:
                 continue
             if not check_acl(
-                event.acl, Perm.READ, tuple(connection.identities), skip_acl=self.config.skip_acl
+                event.acl, Perm.READ, connection.identities, skip_acl=self.config.skip_acl
             ):
                 continue  # ZooKeeper 3.9 delivers events only to readers (the watch is consumed)
-            self._send_event(connection, event.type, event.path, zxid, out)
+            if not frame:
+                frame = _event_frame(event.type, event.path, zxid)
+            self._send_frame(connection, frame, out)
 
     def _send_event(
         self, connection: ConnectionInfo, event_type: int, path: str, zxid: int, out: Outbox
     ) -> None:
-        frame = encode_notification(
-            WatcherEvent(type=event_type, state=KeeperState.SYNC_CONNECTED, path=path), zxid
-        )
+        self._send_frame(connection, _event_frame(event_type, path, zxid), out)
+
+    def _send_frame(self, connection: ConnectionInfo, frame: bytes, out: Outbox) -> None:
         out.reply.append((connection.connection_id, frame))
         connection.packets_sent += 1
         self.stats.record_response(len(frame))
@@ -745,7 +754,7 @@ class Replica:
         """Answer a read-like request against the tree as it is now."""
         opcode = pending.opcode
         request = pending.request
-        identities = tuple(connection.identities)
+        identities = connection.identities
         connection_id = connection.connection_id
         if opcode == OpCode.PING:
             self._finish(pending, ErrorCode.OK, None)
@@ -770,7 +779,7 @@ class Replica:
                     if len(connection.identities) >= limits.AUTH_IDS_PER_CONNECTION_MAX:
                         self._finish(pending, ErrorCode.AUTH_FAILED, None, zxid=0, close=True)
                         return
-                    connection.identities.append(identity)
+                    connection.identities = (*connection.identities, identity)
             self._finish(pending, ErrorCode.OK, None, zxid=0)
         elif opcode == OpCode.SASL:
             self._finish(pending, ErrorCode.OK, SaslToken(token=None), zxid=0)
