@@ -793,3 +793,37 @@ def test_messages_that_promise_nothing_leave_without_waiting_for_the_disk() -> N
     following = leader.ready()
     assert following.messages[0].kind == MessageKind.HEARTBEAT
     assert MessageKind.APPEND in {m.kind for m in following.messages}
+
+
+def test_a_leader_that_demotes_itself_hands_over_first() -> None:
+    """Found by the simulation (seed 42221 at --steps 8000): the demoted leader stepped
+    down at once, the remaining voter had not learned the change was committed, still
+    needed the old leader's vote, and could never get it."""
+    cluster = Cluster((1, 2))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    assert cluster.rafts[1].propose_membership((2,), (1,)) is not None
+    cluster.stabilize()
+    assert cluster.leaders() == [2]
+    assert cluster.rafts[1].role == Role.LEARNER
+    assert cluster.rafts[2].voters == (2,) and cluster.rafts[1].voters == (2,)
+    cluster.propose(2, b"b")
+    cluster.stabilize()
+    assert cluster.data(1) == [b"a", b"b"]
+
+
+def test_a_demoted_leader_retries_the_hand_over() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    cluster.rafts[1].propose_membership((2, 3), (1,))
+    cluster.stabilize(lambda m: m.kind != MessageKind.TIMEOUT_NOW)  # the first is lost
+    assert cluster.rafts[1].role == Role.LEADER
+    assert cluster.rafts[1].voters == (2, 3)
+    assert cluster.rafts[1].propose(b"no") is None  # handing over
+    cluster.tick([1, 2, 3], count=cluster.election_ticks + 1)
+    (leader,) = cluster.leaders()
+    assert leader in (2, 3)
+    assert cluster.rafts[1].role == Role.LEARNER

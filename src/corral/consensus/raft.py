@@ -55,13 +55,15 @@ Rules:
   the receiver assembles the chunks (in any order, duplicates ignored) and, once
   complete, hands a `Snapshot` out in `Ready.snapshot`. A transfer that makes no progress
   for two election timeouts is started again.
-* Membership comes from the constructor, from an installed snapshot's meta, and from
-  MEMBERSHIP entries, which take effect when they are applied (at `advance`). There is no
-  joint consensus: the leader allows one unapplied MEMBERSHIP entry at a time, and only
-  once an entry of its own term has committed; only changes of one voter (or any
-  learners) at a time are allowed. Removing the leader itself makes it step down once
-  the entry applies. (The simulation runs fixed memberships: this part is covered by
-  interaction tests only.)
+* Membership is that of the last MEMBERSHIP entry in the log, committed or not (Raft
+  §4.1: single-server changes take effect on append; a truncated entry takes its change
+  back), else that of the snapshot the log starts from, else the constructor's. There is
+  no joint consensus: the leader allows one uncommitted MEMBERSHIP entry at a time, only
+  once an entry of its own term has committed, and only changes of one voter (or any
+  learners) at a time. A leader that removes itself from the voters leads on without
+  counting itself and hands leadership to the most caught-up voter (TIMEOUT_NOW),
+  retrying every election timeout, until a new term makes it a learner.
+  The simulation promotes learners and demotes voters (itself included) at random.
 * Reads: `read_index(request_id)` yields a `ReadState` (Raft §6.4 ReadIndex): the leader
   records its commit index, confirms with one heartbeat round that a quorum still
   follows it (heartbeats carry a read sequence number that responses echo), and answers;
@@ -313,9 +315,12 @@ class Raft:
 
         self._voters = voters
         self._learners = learners
-        self._membership_index = 0  # index of the entry (or snapshot) that set membership
-        if snapshot is not None and applied <= snapshot.index:
-            self._set_membership(snapshot.voters, snapshot.learners, snapshot.index)
+        # Membership as of the log's base (the snapshot's, else the configured one), and
+        # the index of the MEMBERSHIP entry in force (0: the base's).
+        self._base_membership = (
+            (voters, learners) if snapshot is None else (snapshot.voters, snapshot.learners)
+        )
+        self._membership_index = 0
 
         # A crash may tear one Ready's persist: entries of a new term without the hard state
         # that raised the term, or a commit index without the entries it covers. Nothing
@@ -326,7 +331,7 @@ class Raft:
         self._vote = hard_state.vote if self._term == hard_state.term else 0
         self._commit = commit
         self._applied = applied
-        self._role = Role.LEARNER if replica_id in self._learners else Role.FOLLOWER
+        self._role = Role.FOLLOWER
         self._leader_id = 0
 
         # The log: storage holds (first_index - 1, stable_last]; `_unstable` follows it.
@@ -362,6 +367,7 @@ class Raft:
         self._election_elapsed_ticks = 0
         self._heartbeat_elapsed_ticks = 0
         self._randomized_election_ticks = self._new_election_timeout()
+        self._reload_membership()  # the last MEMBERSHIP entry in the log wins
         self._check_invariants()
 
     # -- properties -----------------------------------------------------------------------
@@ -436,11 +442,12 @@ class Raft:
     def snapshot_meta(self) -> SnapshotMeta:
         """The meta of a snapshot of the state machine as it is now (at `applied_index`)."""
         assert self._applied >= 1, "nothing applied, nothing to snapshot"
+        voters, learners = self._membership_at(self._applied)
         return SnapshotMeta(
             index=self._applied,
             term=self.term_at(self._applied),
-            voters=self._voters,
-            learners=self._learners,
+            voters=voters,
+            learners=learners,
         )
 
     def peer_match_index(self, peer_id: int) -> int | None:
@@ -574,6 +581,7 @@ class Raft:
         if self._snapshot is None or snapshot.index >= self._snapshot.index:
             self._snapshot = snapshot
         if index > self._base_index:
+            self._base_membership = self._membership_at(index)
             self._base_term = self.term_at(index)
             self._base_index = index
         self._check_invariants()
@@ -674,9 +682,6 @@ class Raft:
             assert applied <= self._commit, (applied, self._commit)
             assert ready.committed_entries[0].index == self._applied + 1, self._applied
             self._applied = applied
-            for entry in ready.committed_entries:
-                if entry.kind == EntryKind.MEMBERSHIP:
-                    self._apply_membership(entry)
         if (
             self._role == Role.CANDIDATE
             and self._persisted_hard_state.term == self._term
@@ -964,6 +969,10 @@ class Raft:
         else:
             del self._unstable[first - self._stable_last - 1 :]
             self._unstable.extend(entries)
+        if first <= self._membership_index or any(
+            entry.kind == EntryKind.MEMBERSHIP for entry in entries
+        ):
+            self._reload_membership()
 
     def _find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
         """The last index <= `index` whose term is <= `term`, and that term (0: unknown)."""
@@ -1054,11 +1063,8 @@ class Raft:
         self._stable_last = meta.index
         self._unstable = []
         self._commit = meta.index
-        self._set_membership(meta.voters, meta.learners, meta.index)
-        if self._replica_id in self._learners and self._role != Role.LEARNER:
-            self._become(Role.LEARNER)
-        elif self._replica_id in self._voters and self._role == Role.LEARNER:
-            self._become(Role.FOLLOWER)
+        self._base_membership = (meta.voters, meta.learners)
+        self._reload_membership()
 
     # -- leader side of replication -------------------------------------------------------
 
@@ -1076,6 +1082,8 @@ class Raft:
             self._transfer_elapsed_ticks += 1
             if self._transfer_elapsed_ticks >= self._election_ticks:
                 self._transfer_target = 0  # the target did not take over: lead on
+        if self._replica_id not in self._voters and self._transfer_target == 0:
+            self._hand_over()  # still removed from the voters: try again
         for peer_id, progress in self._progress.items():
             if progress.state == _ProgressState.REPLICATE and progress.match < progress.next - 1:
                 progress.stalled_ticks += 1
@@ -1301,6 +1309,8 @@ class Raft:
         index = self.last_index + 1
         assert self.term_at(index - 1) <= self._term, (index, self._term)
         self._unstable.append(Entry(term=self._term, index=index, kind=kind, data=data))
+        if kind == EntryKind.MEMBERSHIP:
+            self._reload_membership()
         return index
 
     def _maybe_commit(self) -> bool:
@@ -1321,6 +1331,8 @@ class Raft:
             waiting, self._reads_before_commit = self._reads_before_commit, []
             for origin_id, request_id in waiting:
                 self._leader_read(origin_id, request_id)
+            if self._replica_id not in self._voters and self._transfer_target == 0:
+                self._hand_over()  # our removal is committed: hand over now
             return True
         return False
 
@@ -1380,48 +1392,70 @@ class Raft:
         return min(self._commit, self._stable_last)
 
     def _membership_pending(self) -> bool:
-        """Whether a MEMBERSHIP entry after the applied index is in the log (leader)."""
-        for entry in self._unstable:
-            if entry.kind == EntryKind.MEMBERSHIP:
-                return True
-        low = max(self._applied + 1, self.first_index)
-        if low <= self._stable_last:
-            for entry in self._storage.entries(low, self._stable_last + 1):
-                if entry.kind == EntryKind.MEMBERSHIP:
-                    return True
-        return False
+        """Whether a MEMBERSHIP entry in the log is not committed yet."""
+        return self._membership_index > self._commit
 
-    def _apply_membership(self, entry: Entry) -> None:
-        voters, learners = decode_membership(entry.data)
-        self._set_membership(voters, learners, entry.index)
-        if self._role == Role.LEADER:
-            if self._replica_id not in self._voters:
-                self._become_follower(self._term, 0)
-            else:
-                for peer_id in (*self._voters, *self._learners):
-                    if peer_id != self._replica_id and peer_id not in self._progress:
-                        self._progress[peer_id] = _Progress(
-                            next=self.last_index + 1, inflight_max=self._inflight_appends_max
-                        )
-                for peer_id in list(self._progress):
-                    if peer_id not in self._voters and peer_id not in self._learners:
-                        del self._progress[peer_id]
-                if self._maybe_commit():
-                    self._broadcast_append()
+    def _entry_at(self, index: int) -> Entry:
+        if index > self._stable_last:
+            return self._unstable[index - self._stable_last - 1]
+        (entry,) = self._storage.entries(index, index + 1)
+        return entry
+
+    def _membership_at(self, index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The membership the log defines up to `index` (base_index <= index <= last)."""
+        assert self._base_index <= index <= self.last_index, (index, self._base_index)
+        if index >= self._membership_index > 0:
+            return self._voters, self._learners
+        for position in range(index, self._base_index, -1):
+            entry = self._entry_at(position)
+            if entry.kind == EntryKind.MEMBERSHIP:
+                return decode_membership(entry.data)
+        return self._base_membership
+
+    def _reload_membership(self) -> None:
+        """Take the membership of the last MEMBERSHIP entry in the log, committed or not
+        (single-server changes take effect on append, Raft §4.1), else the base's."""
+        for position in range(self.last_index, self._base_index, -1):
+            entry = self._entry_at(position)
+            if entry.kind == EntryKind.MEMBERSHIP:
+                voters, learners = decode_membership(entry.data)
+                self._set_membership(voters, learners, position)
                 return
-        if self._replica_id in self._voters and self._role == Role.LEARNER:
-            self._become(Role.FOLLOWER)
-        elif self._replica_id not in self._voters and self._role != Role.LEARNER:
-            self._become(Role.LEARNER)
+        self._set_membership(*self._base_membership, 0)
 
     def _set_membership(
         self, voters: tuple[int, ...], learners: tuple[int, ...], index: int
     ) -> None:
-        if index < self._membership_index:
-            return
         self._voters = voters
         self._learners = learners
         self._membership_index = index
+        if self._role == Role.LEADER:
+            for peer_id in (*voters, *learners):
+                if peer_id != self._replica_id and peer_id not in self._progress:
+                    self._progress[peer_id] = _Progress(
+                        next=self.last_index + 1, inflight_max=self._inflight_appends_max
+                    )
+            for peer_id in list(self._progress):
+                if peer_id not in voters and peer_id not in learners:
+                    del self._progress[peer_id]
+            # No longer a voter: we lead on without counting ourselves and hand over once
+            # the entry commits (_maybe_commit; retried in _tick_leader).
+        elif self._replica_id in voters and self._role == Role.LEARNER:
+            self._become(Role.FOLLOWER)
+        elif self._replica_id not in voters and self._role != Role.LEARNER:
+            self._become(Role.LEARNER)
+
+    def _hand_over(self) -> None:
+        """We lead but are no longer a voter: hand over to the most caught-up voter.
+
+        Stepping down at once could leave nobody able to lead: voters without the entry
+        still count us, and we no longer campaign. So we lead on, without counting
+        ourselves, until a transfer to a voter holding the entry succeeds; then the new
+        term makes us a learner.
+        """
+        assert self._role == Role.LEADER, self._role
+        target = max(self._voters, key=lambda voter_id: self._progress[voter_id].match)
+        self.transfer_leadership(target)
 
     def _check_invariants(self) -> None:
         assert self._applied <= self._commit, (self._applied, self._commit)
