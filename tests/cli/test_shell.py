@@ -42,7 +42,7 @@ from corral.cli.shell_format import (
 )
 from corral.client.sync import SyncClient
 from corral.protocol.constants import EventType, KeeperState
-from tests.support.servers import require_zookeeper
+from tests.support.servers import in_ci, require_zookeeper
 
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 RUN_TIMEOUT_S = 60
@@ -64,7 +64,10 @@ def corral_server() -> Iterator[CorralServer]:
 def zookeeper_server() -> Iterator[ApacheZooKeeper]:
     require_zookeeper()
     if not ZKCLI.is_file():
-        pytest.skip(f"{ZKCLI} is missing: apt-get install -y zookeeper")
+        message = f"{ZKCLI} is missing: apt-get install -y zookeeper"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     with ApacheZooKeeper() as server:
         yield server
 
