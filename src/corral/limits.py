@@ -40,3 +40,9 @@ SNAPSHOT_CHUNK_SIZE_MAX = 1_048_576  # bytes of snapshot data in one SNAPSHOT_CH
 SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory up to this
 READS_PENDING_MAX = 100_000  # read-index requests a leader holds awaiting confirmation
 assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
+
+# AdminServer (HTTP, server/admin.py)
+ADMIN_REQUEST_HEAD_SIZE_MAX = 8_192  # bytes of request line and headers; Jetty's default
+ADMIN_HEADERS_MAX = 100  # header fields in one request
+ADMIN_QUERY_FIELDS_MAX = 64  # query parameters in one request
+ADMIN_CONNECTIONS_MAX = 64  # open admin connections; more are closed at accept

@@ -44,6 +44,8 @@ def start_server(tmp_path, **settings: str) -> tuple[RunningServer, threading.Th
         "tickTime": "2000",
         "4lw.commands.whitelist": "*",
         "extendedTypesEnabled": "true",
+        # On by default (0.0.0.0:8080, as ZooKeeper); tests that want it set a free port.
+        "admin.enableServer": "false",
     }
     properties.update(settings)
     config = build_config(properties)

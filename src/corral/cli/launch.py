@@ -359,7 +359,12 @@ class CorralServer(_ServerProcess):
         start_timeout_ms: int = START_TIMEOUT_MS,
     ) -> None:
         super().__init__(tick_time_ms=tick_time_ms, start_timeout_ms=start_timeout_ms)
-        self.config = {"extendedTypesEnabled": "true", "4lw.commands.whitelist": "*"}
+        # The AdminServer is on by default on 0.0.0.0:8080: off here, as for ZooKeeper.
+        self.config = {
+            "extendedTypesEnabled": "true",
+            "4lw.commands.whitelist": "*",
+            "admin.enableServer": "false",
+        }
         self.config.update(config or {})
         self.zoo_cfg_path = zoo_cfg_path
         self.python = python or sys.executable

@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_CLIENT_PORT = 2181
+# The AdminServer (HTTP) is on by default on all interfaces, port 8080, as in ZooKeeper
+# (docs/compatibility.md): a ZooKeeper user's `curl host:8080/commands/ruok` works.
+DEFAULT_ADMIN_SERVER_ADDRESS = "0.0.0.0"
+DEFAULT_ADMIN_SERVER_PORT = 8080
+DEFAULT_ADMIN_IDLE_TIMEOUT_MS = 30_000
+DEFAULT_ADMIN_COMMAND_URL = "/commands"
 
 # corral's default four-letter-word whitelist: the cheap, read-only ones (ZooKeeper's
 # default is srvr alone, which breaks monitoring tools). Costly or state-changing words
@@ -42,6 +48,11 @@ _ALIASES = {
     "zookeeper.preAllocSize": "preAllocSize",
     "zookeeper.forceSync": "forceSync",
     "zookeeper.maxCnxns": "maxCnxns",
+    "zookeeper.admin.enableServer": "admin.enableServer",
+    "zookeeper.admin.serverAddress": "admin.serverAddress",
+    "zookeeper.admin.serverPort": "admin.serverPort",
+    "zookeeper.admin.idleTimeout": "admin.idleTimeout",
+    "zookeeper.admin.commandURL": "admin.commandURL",
 }
 
 _KNOWN_IGNORED = {
@@ -64,11 +75,6 @@ _KNOWN_IGNORED = {
     "snapSizeLimitInKb",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
-    "admin.enableServer",
-    "admin.serverAddress",
-    "admin.serverPort",
-    "admin.idleTimeout",
-    "admin.commandURL",
     "audit.enable",
 }
 
@@ -102,6 +108,11 @@ class ServerConfig:
     force_sync: bool = True
     autopurge_snap_retain_count: int = 3
     autopurge_purge_interval_hours: int = 0
+    admin_enabled: bool = True
+    admin_server_address: str = DEFAULT_ADMIN_SERVER_ADDRESS
+    admin_server_port: int = DEFAULT_ADMIN_SERVER_PORT  # 0: any free port
+    admin_idle_timeout_ms: int = DEFAULT_ADMIN_IDLE_TIMEOUT_MS
+    admin_command_url: str = DEFAULT_ADMIN_COMMAND_URL
     source_text: str = ""  # the zoo.cfg text, for `conf`/diagnostics
     unknown: dict[str, str] = field(default_factory=dict)
 
@@ -251,6 +262,22 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
             changes["autopurge_snap_retain_count"] = max(3, _parse_int(key, value))
         elif key == "autopurge.purgeInterval":
             changes["autopurge_purge_interval_hours"] = _parse_int(key, value, minimum=0)
+        elif key == "admin.enableServer":
+            changes["admin_enabled"] = _parse_bool(key, value)
+        elif key == "admin.serverAddress":
+            changes["admin_server_address"] = value
+        elif key == "admin.serverPort":
+            port = _parse_int(key, value, minimum=0)
+            if port > 65_535:
+                raise ConfigError(f"{key}: must be <= 65535, got {port}")
+            changes["admin_server_port"] = port
+        elif key == "admin.idleTimeout":
+            changes["admin_idle_timeout_ms"] = _parse_int(key, value, minimum=1)
+        elif key == "admin.commandURL":
+            url = value.strip()
+            if not url.startswith("/") or any(c in url for c in "?# \t"):
+                raise ConfigError(f"{key}: expected a path such as /commands, got {value!r}")
+            changes["admin_command_url"] = url.rstrip("/") or "/"
         elif key.startswith("server.") or key == "dynamicConfigFile":
             raise ConfigError(
                 f"{key}: replicated ensembles are not supported yet; remove server.N lines "

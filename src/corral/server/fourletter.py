@@ -4,6 +4,10 @@ Rules: output formats follow ZooKeeper's (server-semantics §18) so that monitor
 tools and `zkServer.sh status` parse them; values are corral's. A known word that is
 not whitelisted gets ZooKeeper's refusal line. Pure formatting over a ServerView; the
 only state changes are the two reset words (crst, srst) and the trace mask (stmk).
+
+The public functions below the formatters (`conf_pairs`, `environment_pairs`,
+`monitor_metrics`, `dir_size`, `last_operation`, `reset_*`) are the data layer that the
+AdminServer (server/admin.py) shares: the same numbers in text here and in JSON there.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class ServerView(Protocol):
     def config(self) -> ServerConfig: ...
     @property
     def started_ms(self) -> int: ...
+    @property
+    def bound_port(self) -> int: ...  # the client port actually bound (0 before)
     def now_ms(self) -> int: ...
     def wall_ms(self) -> int: ...
 
@@ -108,9 +114,18 @@ def answer(word: str, view: ServerView, argument: int | None = None) -> str:
     return handler(view)
 
 
+def latency_average_ms(total_ms: int, count: int) -> float:
+    return total_ms / count if count else 0.0
+
+
+def last_operation(connection: ConnectionInfo) -> str:
+    """The `lop` code of a connection's last request (`NA` before the first)."""
+    return _LAST_OP_CODES.get(connection.last_opcode or 0, "NA")
+
+
 def _latency_line(view: ServerView) -> str:
     stats = view.replica.stats
-    average = stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
+    average = latency_average_ms(stats.latency_total_ms, stats.latency_count)
     low, high = stats.latency_min_ms, stats.latency_max_ms
     return f"Latency min/avg/max: {low}/{java_double(average)}/{high}\n"
 
@@ -157,12 +172,8 @@ def _cons(view: ServerView) -> str:
     for connection in view.replica.connections.values():
         text = _connection_brief(connection)
         if connection.session_id:
-            average = (
-                connection.latency_total_ms / connection.latency_count
-                if connection.latency_count
-                else 0.0
-            )
-            last_op = _LAST_OP_CODES.get(connection.last_opcode or 0, "NA")
+            average = latency_average_ms(connection.latency_total_ms, connection.latency_count)
+            last_op = last_operation(connection)
             established = now_wall - (now - connection.established_ms)
             last_response = now_wall - (now - connection.last_response_ms)
             text += (
@@ -178,7 +189,7 @@ def _cons(view: ServerView) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _dir_size(path: str) -> int:
+def dir_size(path: str) -> int:
     total = 0
     root = Path(path)
     if not root.exists():
@@ -192,17 +203,18 @@ def _dir_size(path: str) -> int:
     return total
 
 
-def _conf(view: ServerView) -> str:
+def conf_pairs(view: ServerView) -> list[tuple[str, int | str]]:
+    """The `conf` keys and values, in ZooKeeper's order."""
     config = view.config
     data_dir = str(Path(config.data_dir).resolve() / "version-2")
     log_dir = str(Path(config.log_dir).resolve() / "version-2")
-    pairs = [
-        ("clientPort", config.client_port),
+    pairs: list[tuple[str, int | str]] = [
+        ("clientPort", view.bound_port or config.client_port),  # clientPort=0: the one bound
         ("secureClientPort", -1),
         ("dataDir", data_dir),
-        ("dataDirSize", _dir_size(config.data_dir)),
+        ("dataDirSize", dir_size(config.data_dir)),
         ("dataLogDir", log_dir),
-        ("dataLogSize", _dir_size(config.log_dir)),
+        ("dataLogSize", dir_size(config.log_dir)),
         ("tickTime", config.tick_time_ms),
         ("maxClientCnxns", config.max_client_cnxns),
         ("minSessionTimeout", config.min_session_timeout_effective_ms),
@@ -210,10 +222,15 @@ def _conf(view: ServerView) -> str:
         ("clientPortListenBacklog", -1),
         ("serverId", 0),
     ]
-    return "".join(f"{key}={value}\n" for key, value in pairs)
+    return pairs
 
 
-def _envi(view: ServerView) -> str:
+def _conf(view: ServerView) -> str:
+    return "".join(f"{key}={value}\n" for key, value in conf_pairs(view))
+
+
+def environment_pairs() -> list[tuple[str, str]]:
+    """The `envi` keys and values: Python/OS equivalents of ZooKeeper's Java ones."""
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
         free = os.sysconf("SC_AVPHYS_PAGES") * page
@@ -240,12 +257,16 @@ def _envi(view: ServerView) -> str:
         ("os.memory.max", f"{total // (1024 * 1024)}MB"),
         ("os.memory.total", f"{total // (1024 * 1024)}MB"),
     ]
-    return "Environment:\n" + "".join(f"{key}={value}\n" for key, value in pairs)
+    return pairs
+
+
+def _envi(view: ServerView) -> str:
+    return "Environment:\n" + "".join(f"{key}={value}\n" for key, value in environment_pairs())
 
 
 def _dirs(view: ServerView) -> str:
     config = view.config
-    return f"datadir_size: {_dir_size(config.data_dir)}\nlogdir_size: {_dir_size(config.log_dir)}\n"
+    return f"datadir_size: {dir_size(config.data_dir)}\nlogdir_size: {dir_size(config.log_dir)}\n"
 
 
 def _wchs(view: ServerView) -> str:
@@ -331,20 +352,21 @@ def _dump(view: ServerView) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mntr(view: ServerView) -> str:
+def monitor_metrics(view: ServerView) -> list[tuple[str, int | float | str]]:
+    """The `mntr` keys (with their `zk_` prefix) and typed values; floats are averages."""
     replica = view.replica
     stats = replica.stats
-    average = stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
+    average = latency_average_ms(stats.latency_total_ms, stats.latency_count)
     try:
         open_fds = len(os.listdir("/proc/self/fd"))
     except OSError:
         open_fds = -1
     max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     by_connection = replica.watches.data_watch_paths_by_connection()
-    metrics: list[tuple[str, object]] = [
+    metrics: list[tuple[str, int | float | str]] = [
         ("zk_version", VERSION_LINE.removeprefix("Zookeeper version: ")),
         ("zk_server_state", "standalone"),
-        ("zk_avg_latency", java_double(average)),
+        ("zk_avg_latency", average),
         ("zk_max_latency", stats.latency_max_ms),
         ("zk_min_latency", stats.latency_min_ms),
         ("zk_packets_received", stats.packets_received),
@@ -363,20 +385,31 @@ def _mntr(view: ServerView) -> str:
         ("zk_last_client_response_size", stats.last_response_size),
         ("zk_max_client_response_size", stats.max_response_size),
         ("zk_min_client_response_size", stats.min_response_size),
-        ("zk_connection_drop_probability", "0.0"),
+        ("zk_connection_drop_probability", 0.0),
         ("zk_outstanding_tls_handshake", 0),
         ("zk_auth_failed_count", stats.auth_failed_count),
         ("zk_non_mtls_remote_conn_count", 0),
         ("zk_non_mtls_local_conn_count", 0),
     ]
-    return "".join(f"{key}\t{value}\n" for key, value in metrics)
+    return metrics
 
 
-def _crst(view: ServerView) -> str:
+def _mntr(view: ServerView) -> str:
+    return "".join(
+        f"{key}\t{java_double(value) if isinstance(value, float) else value}\n"
+        for key, value in monitor_metrics(view)
+    )
+
+
+def reset_connection_stats(view: ServerView) -> None:
     for connection in view.replica.connections.values():
         connection.packets_received = connection.packets_sent = 0
         connection.latency_min_ms = connection.latency_max_ms = 0
         connection.latency_total_ms = connection.latency_count = 0
+
+
+def _crst(view: ServerView) -> str:
+    reset_connection_stats(view)
     return "Connection stats reset.\n"
 
 

@@ -38,6 +38,7 @@ from corral.protocol.errors import RemoteProtocolError
 from corral.replica.outbox import Outbox
 from corral.replica.replica import Replica
 from corral.server import fourletter
+from corral.server.admin import AdminServer, AdminServerError, start_admin_server
 from corral.server.config import ServerConfig
 from corral.server.durability import DurableLog, Snapshotter, open_durable, purge_loop
 from corral.storage.wal import StorageError
@@ -85,6 +86,7 @@ class Server:
     _dirty: list[_Client] = field(init=False, default_factory=list)
     _flush_scheduled: bool = field(init=False, default=False)
     bound_port: int = field(init=False, default=0)
+    admin: AdminServer | None = field(init=False, default=None)  # the HTTP AdminServer
 
     def __post_init__(self) -> None:
         # Recovery (storage/): the newest valid snapshot, the log after it; Raft replays it.
@@ -116,7 +118,12 @@ class Server:
 
     async def serve(self, ready: Callable[[int], None] | None = None) -> None:
         os.makedirs(self.config.data_dir, exist_ok=True)
-        async with asyncio.TaskGroup() as tasks:
+        # The AdminServer binds first and stops last; a port it cannot bind stops the
+        # start-up (as in ZooKeeper).
+        async with (
+            contextlib.aclosing(await start_admin_server(self)) as self.admin,
+            asyncio.TaskGroup() as tasks,
+        ):
             self._tasks = tasks
             log_writer = tasks.create_task(self._log_writer())
             tasks.create_task(purge_loop(self.config, self._io, self._stopping))
@@ -343,7 +350,11 @@ def run(config: ServerConfig) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _on_signal(server, signum))
-        await server.serve()
+        try:
+            await server.serve()
+        except AdminServerError as e:
+            log.critical("Unable to start AdminServer, exiting abnormally: %s", e)
+            raise SystemExit(4) from e  # ZooKeeper's exit code for this
 
     _run_loop(main)
     return 0
