@@ -46,3 +46,5 @@ ADMIN_REQUEST_HEAD_SIZE_MAX = 8_192  # bytes of request line and headers; Jetty'
 ADMIN_HEADERS_MAX = 100  # header fields in one request
 ADMIN_QUERY_FIELDS_MAX = 64  # query parameters in one request
 ADMIN_CONNECTIONS_MAX = 64  # open admin connections; more are closed at accept
+ADMIN_LINGER_MS = 1_000  # after an answer, how long unread input is still taken
+ADMIN_LINGER_SIZE_MAX = 1_048_576  # bytes of unread input taken after an answer

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -119,6 +120,8 @@ def test_parse_a_request() -> None:
         (b"GET /x HTTP/1.1\r\nHost : h\r\n\r\n", 400),  # space before the colon
         (b"GET /x HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", 400),
         (b"GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+        (b"GET /x HTTP/1.1\r\nHost: h\x00\r\n\r\n", 400),  # a control character
+        (b"GET /x HTTP/1.1\nHost: h\r\n\r\n", 400),  # a bare LF
         (b"GET /x HTTP/2.0\r\nHost: h\r\n\r\n", 505),
         (b"GET /x HTTP/1.1\r\nHost: h\r\n" + b"A: b\r\n" * 200 + b"\r\n", 431),
         (b"GET /x?" + b"a=1&" * 100 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 400),
@@ -287,7 +290,10 @@ def test_http_errors_and_bad_input(server: RunningServer) -> None:
     port = admin_port(server)
     status, _, _ = http_get(port, "/")
     assert status == 404
-    reply = raw_exchange(port, b"POST /commands/ruok HTTP/1.1\r\nHost: h\r\n\r\n")
+    # A body is never read, yet the answer arrives whole (the server lingers).
+    body = b"x" * 200_000
+    post = b"POST /commands/ruok HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body)
+    reply = raw_exchange(port, post + body)
     assert reply.startswith(b"HTTP/1.1 405 "), reply
     head = raw_exchange(port, b"HEAD /commands/ruok HTTP/1.1\r\nHost: h\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n"), head
@@ -301,6 +307,38 @@ def test_http_errors_and_bad_input(server: RunningServer) -> None:
     # The server lives on: both ports still answer.
     assert command(port, "ruok")["error"] is None
     assert launch.four_letter_word(server.host, server.port, "ruok") == "imok"
+
+
+def test_connections_over_the_limit_are_closed(server: RunningServer) -> None:
+    port = admin_port(server)
+    idle = [
+        socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT_S)
+        for _ in range(limits.ADMIN_CONNECTIONS_MAX)
+    ]
+    try:
+        # The server may not have accepted every idle one yet: an extra connection is
+        # answered until it has, then refused (closed unanswered).
+        refused = False
+        for _ in range(100):
+            with socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT_S) as extra:
+                try:
+                    extra.sendall(b"GET /commands/ruok HTTP/1.0\r\n\r\n")
+                    refused = extra.recv(100) == b""
+                except ConnectionResetError:  # closed with our request unread
+                    refused = True
+                if refused:
+                    break
+        assert refused
+    finally:
+        for sock in idle:
+            sock.close()
+    # Once the server has seen the idle ones go, it answers again.
+    for _ in range(100):
+        reply = raw_exchange(port, b"GET /commands/ruok HTTP/1.0\r\n\r\n")
+        if reply:
+            break
+        time.sleep(0.05)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
 
 
 def test_idle_connection_is_closed(tmp_path: Path) -> None:

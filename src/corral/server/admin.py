@@ -38,7 +38,10 @@ from corral.storage.snapshots import list_snapshots
 log = logging.getLogger("corral.server.admin")
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
+# Control characters other than horizontal tab may not appear in a field value.
+_FIELD_VALUE_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -94,7 +97,7 @@ def parse_request_head(head: bytes) -> HttpRequest | HttpResponse:
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
         return _error(400, "malformed request line")
     method, target, version = parts
-    if not version.startswith(b"HTTP/"):
+    if not _VERSION.fullmatch(version):
         return _error(400, "malformed request line")
     if version not in _VERSIONS:
         return _error(505, version.decode("latin-1"))
@@ -102,9 +105,9 @@ def parse_request_head(head: bytes) -> HttpRequest | HttpResponse:
         return _error(431, f"more than {limits.ADMIN_HEADERS_MAX} header fields")
     hosts = 0
     for line in lines[1:]:
-        name, colon, _ = line.partition(b":")
+        name, colon, field_value = line.partition(b":")
         # No whitespace before the colon, no obsolete line folding (RFC 9112 §5).
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not _TOKEN.fullmatch(name) or _FIELD_VALUE_CONTROL.search(field_value):
             return _error(400, "malformed header field")
         hosts += name.lower() == b"host"
     if version == b"HTTP/1.1" and hosts != 1:
@@ -521,11 +524,29 @@ class AdminServer:
             if answer:
                 writer.write(answer)
                 await asyncio.wait_for(writer.drain(), timeout_s)
+                await self._linger(reader, writer)
         except (ConnectionError, OSError, TimeoutError) as e:
             log.debug("admin connection: %r", e)
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    @staticmethod
+    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Half-close, then take what the peer still sends (a body we never read, bounded
+        in bytes and time): closing with unread input would reset the connection and
+        could destroy the answer before the peer reads it."""
+        if not writer.can_write_eof():
+            return
+        writer.write_eof()
+        received = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limits.ADMIN_LINGER_MS / 1000):
+                while received <= limits.ADMIN_LINGER_SIZE_MAX:
+                    data = await reader.read(65_536)
+                    if not data:
+                        return
+                    received += len(data)
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes:
         """The bytes to send back (b"" when the peer left before a whole request)."""
