@@ -41,6 +41,15 @@ SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory 
 READS_PENDING_MAX = 100_000  # read-index requests a leader holds awaiting confirmation
 assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
 
+# Output a client has not read yet (replies and watch events), per connection.
+DRAIN_OUTPUT_BYTES_MAX = 1_048_576  # answers built for one connection before waiting for it
+CLIENT_OUTPUT_HIGH_WATER_BYTES = 4 * 1_048_576  # stop answering it (and reading it) above this
+CLIENT_OUTPUT_BYTES_MAX = 64 * 1_048_576  # drop the connection above this
+# Room for many replies of the default maximum size; a jute.maxbuffer configured near
+# this bound makes a single huge reply drop its connection.
+assert 16 * FRAME_SIZE_MAX <= CLIENT_OUTPUT_BYTES_MAX
+assert CLIENT_OUTPUT_HIGH_WATER_BYTES < CLIENT_OUTPUT_BYTES_MAX
+
 # AdminServer (HTTP, server/admin.py)
 ADMIN_REQUEST_HEAD_SIZE_MAX = 8_192  # bytes of request line and headers; Jetty's default
 ADMIN_HEADERS_MAX = 100  # header fields in one request

@@ -60,6 +60,8 @@ class Harness:
         self.clients: dict[int, FakeClient] = {}
         self.auto_persist = auto_persist
         self.held: list[Persist] = []
+        self.auto_drain = True  # clients read everything at once
+        self.paused: list[int] = []  # connections waiting for on_output_drained
         self._next_connection_id = 1
         self.execute(self.replica.take_startup_outbox())
 
@@ -96,6 +98,11 @@ class Harness:
                 if client is not None and not client.closed:
                     client.closed = True
                     self.replica.on_connection_closed(connection_id)
+            for connection_id in current.paused:
+                if self.auto_drain:
+                    pending.append(self.replica.on_output_drained(connection_id, self.now_ms))
+                else:
+                    self.paused.append(connection_id)
             if current.persist is not None:
                 if self.auto_persist:
                     self._persist(current.persist)

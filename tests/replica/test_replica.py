@@ -99,6 +99,29 @@ def test_own_event_precedes_own_reply() -> None:
     assert last_two[0].zxid == last_two[1].zxid  # 3.9: the zxid of the txn
 
 
+def test_large_pipelined_reads_are_answered_a_batch_at_a_time() -> None:
+    harness = Harness()
+    client = harness.session()
+    harness.auto_drain = False
+    harness.auto_persist = False
+    # The reads queue behind the create; when it applies, they are all ready at once.
+    harness.send(client, OpCode.CREATE, create_request("/big", b"x" * 300_000))
+    read = GetDataRequest(path="/big", watch=False)
+    xids = [harness.send(client, OpCode.GET_DATA, read) for _ in range(20)]
+    harness.auto_persist = True
+    harness.release()
+    answered = sum(1 for r in harness.replies(client) if r.opcode == OpCode.GET_DATA)
+    # About 1 MiB of answers, then the connection waits for the client to read them.
+    assert 1 <= answered < 20
+    assert harness.paused == [client.connection_id]
+    while harness.paused:
+        connection_id = harness.paused.pop()
+        harness.execute(harness.replica.on_output_drained(connection_id, harness.now_ms))
+    replies = [r for r in harness.replies(client) if r.opcode == OpCode.GET_DATA]
+    assert [r.xid for r in replies] == xids
+    assert all(r.body.data == b"x" * 300_000 for r in replies)  # type: ignore[union-attr]
+
+
 def test_idle_session_expires_and_its_ephemerals_go() -> None:
     harness = Harness()
     owner = harness.open()

@@ -9,6 +9,8 @@ next, in the order the replica produced them, and within one Outbox:
     3. reply    frames to client connections, in list order (watch notifications and
                 replies interleaved: a write's notifications precede its reply)
     4. close    connections to close once their frames are written
+    5. paused   connections whose remaining answers wait until the client has read
+                these: call `Replica.on_output_drained(connection_id)` when it has
 
 Replies only ever acknowledge entries that were committed (durable) before this Outbox
 was built, so step 3 never depends on step 1 of the same Outbox; the order above is
@@ -36,6 +38,9 @@ class Outbox:
     send: list[Message] = field(default_factory=list)
     reply: list[tuple[int, bytes]] = field(default_factory=list)  # (connection_id, frame)
     close: list[int] = field(default_factory=list)  # connection ids
+    # Connections with more answers ready than one batch may carry: once the driver has
+    # handed what it has to the client (the client read it), it calls on_output_drained.
+    paused: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.send or self.reply or self.close)
+        return bool(self.persist or self.send or self.reply or self.close or self.paused)

@@ -160,6 +160,7 @@ class ConnectionInfo:
     handshake_done: bool = False
     read_only_byte: bool | None = None
     closing: bool = False
+    output_paused: bool = False  # answered a batch; waits for the client to read it
     queue: deque[_Pending] = field(default_factory=deque)
     packets_received: int = 0
     packets_sent: int = 0
@@ -711,12 +712,33 @@ class Replica:
         pending.close_after = close
         pending.phase = _Phase.DONE
 
+    def on_output_drained(self, connection_id: int, now_ms: int) -> Outbox:
+        """The client has read the batch it was sent: answer what waits for it."""
+        out = Outbox()
+        connection = self.connections.get(connection_id)
+        if connection is None or not connection.output_paused:
+            return out
+        self._now_ms = now_ms
+        connection.output_paused = False
+        self._drain(connection, out)
+        return out
+
     def _drain(self, connection: ConnectionInfo, out: Outbox) -> None:
-        """Send what is ready at the head of the connection's queue, in order."""
+        """Send what is ready at the head of the connection's queue, in order.
+
+        At most about DRAIN_OUTPUT_BYTES_MAX per call: a client that pipelined many
+        large reads gets them a batch at a time, as it reads them, instead of all of
+        them being built in memory at once.
+        """
         queue = connection.queue
-        while queue and not connection.closing:
+        produced_bytes = 0
+        while queue and not connection.closing and not connection.output_paused:
             pending = queue[0]
             if pending.phase is _Phase.PROPOSED:
+                return
+            if produced_bytes >= limits.DRAIN_OUTPUT_BYTES_MAX:
+                connection.output_paused = True
+                out.paused.append(connection.connection_id)
                 return
             if pending.phase is _Phase.DEFERRED:
                 self._evaluate(connection, pending, out)
@@ -725,6 +747,7 @@ class Replica:
             for frame in pending.frames:
                 out.reply.append((connection.connection_id, frame))
                 connection.packets_sent += 1
+                produced_bytes += len(frame)
                 self.stats.record_response(len(frame))
             if pending.opcode != OpCode.CREATE_SESSION:
                 latency_ms = max(0, self._now_ms - pending.received_ms)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from corral import limits
 from corral.protocol.connection import (
     NEED_DATA,
     PEER_CLOSED,
@@ -57,12 +59,24 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class _Status(enum.Enum):
+    MORE = "more"  # the decoder needs more bytes
+    BACKLOG = "backlog"  # the client has not read enough of its output: wait for it
+    DONE = "done"  # the connection is over
+
+
+def _buffered(client: _Client) -> int:
+    """Bytes the transport holds for the client (written, not yet taken by the kernel)."""
+    return client.writer.transport.get_write_buffer_size()
+
+
 @dataclass(slots=True)
 class _Client:
     connection_id: int
     writer: asyncio.StreamWriter
     closing: bool = False
     unsent: list[bytes] = field(default_factory=list)  # frames waiting for the next flush
+    unsent_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -210,9 +224,15 @@ class Server:
             while not client.closing:
                 data = await reader.read(_READ_SIZE)
                 codec.receive_data(data)
-                if not await self._handle_events(client, codec, address, port):
-                    return
-                if not data:
+                while True:
+                    status = await self._handle_events(client, codec, address, port)
+                    if status is not _Status.BACKLOG:
+                        break
+                    # Back-pressure: answer nothing more (and read nothing more) until
+                    # the client has taken most of what it was sent.
+                    self._flush_client(client)
+                    await self._drain(client)
+                if status is _Status.DONE or not data:
                     return
         except (ConnectionError, OSError) as e:
             log.debug("connection %d from %s:%d: %s", connection_id, address, port, e)
@@ -223,19 +243,22 @@ class Server:
 
     async def _handle_events(
         self, client: _Client, codec: ServerConnection, address: str, port: int
-    ) -> bool:
-        """Feed decoded events to the replica; False when the connection is done."""
+    ) -> _Status:
+        """Feed decoded events to the replica, until more data is needed (MORE), the
+        client's unread output is over the high-water mark (BACKLOG), or it is DONE."""
         connection_id = client.connection_id
         while not client.closing:
+            if client.unsent_bytes + _buffered(client) > limits.CLIENT_OUTPUT_HIGH_WATER_BYTES:
+                return _Status.BACKLOG
             try:
                 event = codec.next_event()
             except RemoteProtocolError as e:
                 log.warning("closing connection from %s:%d: %s", address, port, e)
-                return False
+                return _Status.DONE
             if event is NEED_DATA:
-                return True
+                return _Status.MORE
             if event is PEER_CLOSED:
-                return False
+                return _Status.DONE
             now, wall = monotonic_ms(), wall_ms()
             if isinstance(event, Request):
                 self._execute(self.replica.on_request(connection_id, event, now, wall))
@@ -256,12 +279,17 @@ class Server:
                     text = fourletter.answer(event.word, self, event.argument)
                     client.writer.write(text.encode("utf-8"))
                     await self._drain(client)
-                return False
-        return False
+                return _Status.DONE
+        return _Status.DONE
 
     async def _drain(self, client: _Client) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             await client.writer.drain()
+
+    def _abort_client(self, client: _Client) -> None:
+        """Close without flushing what is queued (the client is not reading it)."""
+        client.closing = True
+        client.writer.transport.abort()
 
     def _close_client(self, client: _Client) -> None:
         if client.writer.is_closing():
@@ -286,6 +314,10 @@ class Server:
             client = self._clients.get(connection_id)
             if client is not None:
                 self._close_client(client)
+        for connection_id in out.paused:
+            client = self._clients.get(connection_id)
+            if client is not None and self._tasks is not None:
+                self._tasks.create_task(self._resume_when_read(client))
         if out.persist is not None:
             # The replica hands out one persist at a time (it waits for on_persisted).
             assert self._persist_queue.empty(), "two persists in flight"
@@ -293,6 +325,13 @@ class Server:
             self._persist_queue.put_nowait(out)
         else:
             assert not out.send, out.send  # standalone: messages only follow a persist
+
+    async def _resume_when_read(self, client: _Client) -> None:
+        """Give the replica the next batch of a paused connection once it read this one."""
+        self._flush_client(client)
+        await self._drain(client)
+        if not client.closing:
+            self._execute(self.replica.on_output_drained(client.connection_id, monotonic_ms()))
 
     async def _log_writer(self) -> None:
         """Owns the log: persist, then tell the replica, then run what that unlocks."""
@@ -320,6 +359,18 @@ class Server:
             if not client.unsent:
                 self._dirty.append(client)
             client.unsent.append(frame)
+            client.unsent_bytes += len(frame)
+            if client.unsent_bytes + _buffered(client) > limits.CLIENT_OUTPUT_BYTES_MAX:
+                # A client that does not read what it asked for (or what it watches)
+                # would make us hold its replies forever: drop it, as ZooKeeper would.
+                log.warning(
+                    "closing connection %d: more than %d bytes it does not read",
+                    connection_id,
+                    limits.CLIENT_OUTPUT_BYTES_MAX,
+                )
+                client.unsent.clear()
+                client.unsent_bytes = 0
+                self._abort_client(client)
         if self._dirty and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -334,6 +385,7 @@ class Server:
     def _flush_client(client: _Client) -> None:
         if client.unsent:
             frames, client.unsent = client.unsent, []
+            client.unsent_bytes = 0
             if not client.writer.is_closing():
                 client.writer.writelines(frames)
 
