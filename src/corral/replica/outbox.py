@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corral.consensus.types import Entry, HardState, Message
+from corral.consensus.types import Entry, HardState
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,7 +35,7 @@ class Persist:
 @dataclass(slots=True, kw_only=True)
 class Outbox:
     persist: Persist | None = None
-    send: list[Message] = field(default_factory=list)
+    send: list[tuple[int, bytes]] = field(default_factory=list)  # (peer id, payload)
     reply: list[tuple[int, bytes]] = field(default_factory=list)  # (connection_id, frame)
     close: list[int] = field(default_factory=list)  # connection ids
     # Connections with more answers ready than one batch may carry: once the driver has

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from corral import limits
 from corral.consensus.log_storage import LogStorage
 from corral.consensus.raft import Raft
-from corral.consensus.types import Entry, EntryKind, Ready, Role
+from corral.consensus.types import Entry, EntryKind, Message, Ready, Role
 from corral.protocol.connection import (
     BadRequest,
     Request,
@@ -48,6 +48,7 @@ from corral.protocol.constants import (
     SpecialXid,
     WatcherType,
 )
+from corral.protocol.errors import DecodeError
 from corral.protocol.records import (
     AddWatchRequest,
     AuthPacket,
@@ -68,6 +69,17 @@ from corral.protocol.records import (
     WhoAmIResponse,
 )
 from corral.replica.expiry import ExpiryTracker
+from corral.replica.messages import (
+    Forward,
+    ForwardRejected,
+    Payload,
+    RaftPayload,
+    ReadIndex,
+    ReadIndexResponse,
+    Touch,
+    decode_payload,
+    encode_payload,
+)
 from corral.replica.outbox import Outbox, Persist
 from corral.tree.acl import authenticate, check_acl, who_am_i
 from corral.tree.tree import DataTree, TreeEvent
@@ -75,10 +87,12 @@ from corral.tree.txn import (
     ClientTxn,
     CloseSessionTxn,
     CreateSessionTxn,
+    Origin,
     ReapTxn,
     Txn,
+    decode_origin,
     decode_txn,
-    encode_txn,
+    encode_entry_data,
 )
 from corral.tree.watches import WatchKind, WatchTable
 
@@ -103,6 +117,17 @@ class ReplicaConfig:
     container_max_per_minute: int = limits.CONTAINER_DELETES_PER_MINUTE_MAX
     container_max_never_used_ms: int = 0
     handshake_timeout_ms: int = limits.HANDSHAKE_TIMEOUT_MS
+    voters: tuple[int, ...] = ()  # () = this replica alone (standalone)
+    learners: tuple[int, ...] = ()  # non-voting replicas (ZooKeeper's observers)
+
+    @property
+    def voter_ids(self) -> tuple[int, ...]:
+        return self.voters or (self.replica_id,)
+
+    @property
+    def raft_tick_ms(self) -> int:
+        """Consensus time unit: a tenth of tickTime (elections take 1-2 tickTimes)."""
+        return max(10, self.tick_time_ms // 10)
 
     @property
     def session_timeout_min_ms(self) -> int:
@@ -125,6 +150,10 @@ def _event_frame(event_type: int, path: str, zxid: int) -> bytes:
     return encode_notification(
         WatcherEvent(type=event_type, state=KeeperState.SYNC_CONNECTED, path=path), zxid
     )
+
+
+def _is_waiting(pending: _Pending) -> bool:
+    return pending.phase is _Phase.PROPOSED
 
 
 class _Phase(enum.Enum):
@@ -233,12 +262,14 @@ class Replica:
         self._expiry = ExpiryTracker(config.tick_time_ms)
         self._raft = Raft(
             replica_id=config.replica_id,
-            voters=(config.replica_id,),
+            voters=config.voter_ids,
+            learners=config.learners,
             storage=storage,
             rng=random.Random(rng_seed),
             applied=tree.last_zxid,
         )
-        self._raft.campaign()
+        if config.voter_ids == (config.replica_id,):
+            self._raft.campaign()  # a cluster of one need not wait for an election timeout
         # Session ids: replica id in the top byte, a millisecond clock in bits 16..55 so
         # ids stay unique across restarts, a counter in the low bits.
         self._next_session_id = (config.replica_id << 56) | (
@@ -246,12 +277,19 @@ class Replica:
         )
         self._session_owner: dict[int, int] = {}  # session id -> connection id
         self._closing_sessions: set[int] = set()
-        self._proposals: dict[int, tuple[int, _Pending]] = {}  # index -> (connection, pending)
+        # Our own proposals by token (the origin tag in the entry): (connection, pending).
+        self._proposals: dict[int, tuple[int, _Pending]] = {}
+        self._next_token = 1
+        self._leader_id = 0  # the leader as last seen, to notice a change
+        self._touched: dict[int, int] = {}  # session -> timeout, heard from since the last Touch
+        self._syncs: dict[int, tuple[int, _Pending]] = {}  # read-index request -> waiter
+        self._sync_targets: list[tuple[int, int, _Pending]] = []  # (index, connection, pending)
+        self._applied_index = tree.last_zxid
         self._persist_in_flight: tuple[int, Ready] | None = None
         self._persist_token = 0
         self._pending_reaps: set[str] = set()
         self._next_reap_ms = now_ms + config.container_check_interval_ms
-        self._next_raft_tick_ms = now_ms + config.tick_time_ms
+        self._next_raft_tick_ms = now_ms + config.raft_tick_ms
         # Sessions restored from a snapshot get a fresh full timeout to come back.
         for session in tree.sessions.values():
             self._expiry.touch(session.session_id, session.timeout_ms, now_ms)
@@ -415,6 +453,7 @@ class Replica:
         session_id = connection.session_id
         if session_id and session_id not in self._closing_sessions:
             self._expiry.touch(session_id, connection.timeout_ms, now_ms)
+            self._touched[session_id] = connection.timeout_ms  # for the leader (on_tick)
         opcode = event.opcode
         pending = _Pending(
             xid=event.xid,
@@ -477,12 +516,79 @@ class Replica:
         self._pump(out)
         return out
 
+    def on_message(self, peer_id: int, data: bytes, now_ms: int, wall_ms: int) -> Outbox:
+        """A payload from another replica (server/peers.py delivers it)."""
+        out = Outbox()
+        self._now_ms, self._wall_ms = now_ms, wall_ms
+        try:
+            payload = decode_payload(data)
+        except DecodeError as e:
+            log.warning("dropped a malformed payload from replica %d: %s", peer_id, e)
+            return out
+        match payload:
+            case RaftPayload(message=message):
+                if message.from_id == peer_id and message.to_id == self.config.replica_id:
+                    self._raft.step(message)
+            case Forward(origin_id=origin_id, token=token, txn=txn):
+                if origin_id != peer_id:
+                    log.warning("replica %d forwarded a write of replica %d", peer_id, origin_id)
+                elif self._raft.role is not Role.LEADER or self._raft.propose(txn) is None:
+                    self._send(peer_id, ForwardRejected(token=token), out)
+            case ForwardRejected(token=token):
+                origin = self._proposals.pop(token, None)
+                if origin is not None:
+                    connection = self.connections.get(origin[0])
+                    if connection is not None:
+                        self._close(connection, out)
+            case Touch(sessions=sessions):
+                if self._raft.role is Role.LEADER:
+                    for session_id, timeout_ms in sessions:
+                        if session_id in self.tree.sessions:
+                            self._expiry.touch(session_id, timeout_ms, now_ms)
+            case ReadIndex(request_id=request_id):
+                leading = self._raft.role is Role.LEADER
+                index = self._raft.commit_index if leading else 0
+                self._send(
+                    peer_id, ReadIndexResponse(request_id=request_id, index=index, ok=leading), out
+                )
+            case ReadIndexResponse(request_id=request_id, index=index, ok=ok):
+                waiter = self._syncs.pop(request_id, None)
+                if waiter is not None:
+                    connection = self.connections.get(waiter[0])
+                    if connection is not None and not ok:
+                        self._close(connection, out)
+                    elif connection is not None:
+                        self._sync_targets.append((index, waiter[0], waiter[1]))
+                        self._release_syncs(out)
+        self._pump(out)
+        return out
+
+    def _release_syncs(self, out: Outbox) -> None:
+        """Answer the syncs whose read index this replica has applied."""
+        if not self._sync_targets:
+            return
+        waiting = []
+        for index, connection_id, pending in self._sync_targets:
+            connection = self.connections.get(connection_id)
+            if connection is None:
+                continue
+            if index <= self._applied_index:
+                pending.phase = _Phase.DONE
+                self._drain(connection, out)
+            else:
+                waiting.append((index, connection_id, pending))
+        self._sync_targets = waiting
+
     def on_tick(self, now_ms: int, wall_ms: int) -> Outbox:
         out = Outbox()
         self._now_ms, self._wall_ms = now_ms, wall_ms
         while now_ms >= self._next_raft_tick_ms:
             self._raft.tick()
-            self._next_raft_tick_ms += self.config.tick_time_ms
+            self._next_raft_tick_ms += self.config.raft_tick_ms
+        if self._touched and self._leader_id and self._leader_id != self.config.replica_id:
+            sessions = tuple(self._touched.items())
+            self._touched.clear()
+            self._send(self._leader_id, Touch(sessions=sessions), out)
         # Connections that never completed a handshake.
         for connection in list(self.connections.values()):
             if (
@@ -522,14 +628,28 @@ class Replica:
     def _propose(
         self, connection: ConnectionInfo | None, pending: _Pending | None, txn: Txn, out: Outbox
     ) -> None:
-        index = self._raft.propose(encode_txn(txn))
-        if index is None:
-            # Not the leader: a later issue forwards writes; standalone is always leader.
+        token = self._next_token
+        self._next_token += 1
+        data = encode_entry_data(txn, Origin(replica_id=self.config.replica_id, token=token))
+        if self._raft.role is Role.LEADER:
+            accepted = self._raft.propose(data) is not None
+        elif self._leader_id and connection is not None:
+            # Followers forward client writes; the entry's origin tag brings the result
+            # back here when it is applied.
+            self._send(
+                self._leader_id,
+                Forward(origin_id=self.config.replica_id, token=token, txn=data),
+                out,
+            )
+            accepted = True
+        else:
+            accepted = False  # no leader: the client tries again, on this or another server
+        if not accepted:
             if connection is not None:
                 self._close(connection, out)
             return
         if connection is not None and pending is not None:
-            self._proposals[index] = (connection.connection_id, pending)
+            self._proposals[token] = (connection.connection_id, pending)
 
     def _pump(self, out: Outbox) -> None:
         """Move Ready batches out of the consensus core until one needs persisting."""
@@ -546,17 +666,63 @@ class Replica:
                     hard_state=ready.hard_state,
                     must_sync=ready.must_sync,
                 )
-                out.send.extend(ready.messages)
+                self._queue_messages(ready.messages, out)
                 self._persist_in_flight = (self._persist_token, ready)
+                self._notice_leader(out)
                 return
-            out.send.extend(ready.messages)
+            self._queue_messages(ready.messages, out)
             self._raft.advance(ready)
+            self._notice_leader(out)
+        self._notice_leader(out)
+
+    def _queue_messages(self, messages: tuple[Message, ...], out: Outbox) -> None:
+        for message in messages:
+            out.send.append((message.to_id, encode_payload(RaftPayload(message=message))))
+
+    def _send(self, peer_id: int, payload: Payload, out: Outbox) -> None:
+        out.send.append((peer_id, encode_payload(payload)))
+
+    def _notice_leader(self, out: Outbox) -> None:
+        """React to a change of leader: whatever we forwarded may be lost."""
+        leader_id = self._raft.leader_id
+        if leader_id == self._leader_id:
+            return
+        previous, self._leader_id = self._leader_id, leader_id
+        if leader_id == self.config.replica_id:
+            # A new leader gives every session a fresh timeout (it cannot know when the
+            # old one last heard from them).
+            for session_id, session in self.tree.sessions.items():
+                self._expiry.touch(session_id, session.timeout_ms, self._now_ms)
+        if previous and previous != self.config.replica_id:
+            # Writes and syncs we handed to the old leader may never come back: close
+            # those connections; their clients retry, as with ZooKeeper's fail-over.
+            waiting = {cid for cid, _ in self._proposals.values()}
+            waiting |= {cid for cid, _ in self._syncs.values()}
+            self._syncs.clear()
+            for connection_id in waiting:
+                connection = self.connections.get(connection_id)
+                if connection is not None:
+                    self._close(connection, out)
+            self._proposals = {
+                token: (cid, p) for token, (cid, p) in self._proposals.items() if cid not in waiting
+            }
 
     def _apply(self, entry: Entry, out: Outbox) -> None:
-        origin = self._proposals.pop(entry.index, None)
+        self._applied_index = entry.index
         if entry.kind != EntryKind.NORMAL:
+            self._release_syncs(out)
             return
+        tag = decode_origin(entry.data)
+        origin = None
+        if tag is not None and tag.replica_id == self.config.replica_id:
+            origin = self._proposals.pop(tag.token, None)
         txn = decode_txn(entry.data)
+        self._apply_txn(entry, txn, origin, out)
+        self._release_syncs(out)
+
+    def _apply_txn(
+        self, entry: Entry, txn: Txn, origin: tuple[int, _Pending] | None, out: Outbox
+    ) -> None:
         result = self.tree.apply(txn, entry.index)
         zxid = entry.index
         for event in result.events:
@@ -742,6 +908,8 @@ class Replica:
                 return
             if pending.phase is _Phase.DEFERRED:
                 self._evaluate(connection, pending, out)
+                if _is_waiting(pending):
+                    return  # a follower's sync waits for its read index
             assert pending.phase is _Phase.DONE
             queue.popleft()
             for frame in pending.frames:
@@ -784,6 +952,19 @@ class Replica:
         elif opcode == OpCode.SYNC:
             assert isinstance(request, PathRecord)
             self._finish(pending, ErrorCode.OK, PathRecord(path=request.path))
+            if self._raft.role is not Role.LEADER and self.config.voter_ids != (
+                self.config.replica_id,
+            ):
+                # On a follower, sync answers once this replica has applied everything
+                # the leader had committed when it got the question (a read index).
+                if not self._leader_id:
+                    self._close(connection, out)
+                    return
+                pending.phase = _Phase.PROPOSED
+                request_id = self._next_token
+                self._next_token += 1
+                self._syncs[request_id] = (connection.connection_id, pending)
+                self._send(self._leader_id, ReadIndex(request_id=request_id), out)
         elif opcode == OpCode.AUTH:
             assert isinstance(request, AuthPacket)
             ids = authenticate(request.scheme, request.auth, super_digest=self.config.super_digest)

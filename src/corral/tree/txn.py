@@ -31,6 +31,7 @@ class TxnKind(enum.IntEnum):
     CREATE_SESSION = 2
     CLOSE_SESSION = 3
     REAP = 4
+    ORIGIN = 5  # not a txn: the origin tag before one (encode_entry_data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,9 +129,42 @@ def encode_txn(txn: Txn) -> bytes:
     return w.getvalue()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    """Who proposed an entry: the replica holding the client's connection, and its
+    token for the request. Only that replica replies when the entry is applied; for
+    the tree an entry with an origin is just its txn."""
+
+    replica_id: int
+    token: int
+
+
+def encode_entry_data(txn: Txn, origin: Origin | None) -> bytes:
+    """A NORMAL entry's data: the txn, after an origin tag when there is one."""
+    if origin is None:
+        return encode_txn(txn)
+    w = Writer()
+    w.int32(TxnKind.ORIGIN)
+    w.int32(origin.replica_id)
+    w.int64(origin.token)
+    return w.getvalue() + encode_txn(txn)
+
+
+def decode_origin(data: bytes) -> Origin | None:
+    r = Reader(data)
+    if r.int32() != TxnKind.ORIGIN:
+        return None
+    return Origin(replica_id=r.int32(), token=r.int64())
+
+
 def decode_txn(data: bytes) -> Txn:
+    """The txn of a NORMAL entry's data (an origin tag, if any, is skipped)."""
     r = Reader(data)
     kind = r.int32()
+    if kind == TxnKind.ORIGIN:
+        r.int32()
+        r.int64()
+        kind = r.int32()
     txn: Txn
     try:
         if kind == TxnKind.CLIENT:

@@ -1,0 +1,298 @@
+"""Three Replicas in one process: a fake clock, a network we control, sans-IO clients.
+
+The replicas exchange the payloads of replica/messages.py through an in-memory network
+that a test can cut; each persists into its own MemoryLogStorage. Clients attach to a
+chosen replica, as a ZooKeeper client attaches to one server of an ensemble.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from corral.consensus.log_storage import MemoryLogStorage
+from corral.protocol.connection import (
+    NEED_DATA,
+    PEER_CLOSED,
+    ClientConnection,
+    Connected,
+    Notification,
+    Reply,
+    Request,
+)
+from corral.protocol.constants import CreateMode, ErrorCode, OpCode
+from corral.protocol.records import (
+    OPEN_ACL_UNSAFE,
+    ConnectRequest,
+    CreateRequest,
+    GetDataRequest,
+    PathRecord,
+    Record,
+    SetDataRequest,
+)
+from corral.replica.outbox import Outbox
+from corral.replica.replica import Replica, ReplicaConfig
+from corral.tree.tree import DataTree
+
+WALL_EPOCH_MS = 1_700_000_000_000
+STEP_MS = 50
+IDS = (1, 2, 3)
+
+
+@dataclass
+class Client:
+    replica_id: int
+    connection_id: int
+    codec: ClientConnection = field(default_factory=ClientConnection)
+    received: list[Connected | Reply | Notification] = field(default_factory=list)
+    closed: bool = False
+    next_xid: int = 1
+
+    def replies(self) -> list[Reply]:
+        return [e for e in self.received if isinstance(e, Reply)]
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.now_ms = 0
+        self.storages = {rid: MemoryLogStorage() for rid in IDS}
+        self.replicas: dict[int, Replica] = {}
+        self.network: deque[tuple[int, int, bytes]] = deque()
+        self.cut: set[int] = set()  # replicas whose traffic is dropped both ways
+        self.clients: dict[tuple[int, int], Client] = {}
+        self._next_connection = 1
+        for rid in IDS:
+            self.replicas[rid] = Replica(
+                config=ReplicaConfig(replica_id=rid, voters=IDS, tick_time_ms=500),
+                storage=self.storages[rid],
+                tree=DataTree(),
+                random_bytes=lambda size, rid=rid: bytes([rid]) * size,
+                rng_seed=rid,
+                now_ms=0,
+                wall_ms=WALL_EPOCH_MS,
+            )
+        for rid, replica in self.replicas.items():
+            self.execute(rid, replica.take_startup_outbox())
+
+    # ------------------------------------------------------------------ plumbing
+
+    def execute(self, rid: int, out: Outbox) -> None:
+        pending = [out]
+        while pending:
+            current = pending.pop(0)
+            for connection_id, frame in current.reply:
+                client = self.clients.get((rid, connection_id))
+                if client is None or client.closed:
+                    continue
+                client.codec.receive_data(frame)
+                while True:
+                    event = client.codec.next_event()
+                    if event is NEED_DATA or event is PEER_CLOSED:
+                        break
+                    client.received.append(event)  # type: ignore[arg-type]
+            for connection_id in current.close:
+                client = self.clients.get((rid, connection_id))
+                if client is not None and not client.closed:
+                    client.closed = True
+                    self.replicas[rid].on_connection_closed(connection_id)
+            for connection_id in getattr(current, "paused", ()):  # MERGE: plain attribute
+                pending.append(self.replicas[rid].on_output_drained(connection_id, self.now_ms))
+            if current.persist is not None:
+                storage = self.storages[rid]
+                if current.persist.entries:
+                    storage.append(current.persist.entries)
+                if current.persist.hard_state is not None:
+                    storage.set_hard_state(current.persist.hard_state)
+                pending.insert(
+                    0,
+                    self.replicas[rid].on_persisted(
+                        current.persist.token, self.now_ms, WALL_EPOCH_MS + self.now_ms
+                    ),
+                )
+            # Messages go out after the persist above (the Outbox contract).
+            for peer_id, payload in current.send:
+                self.network.append((rid, peer_id, payload))
+
+    def deliver(self, rounds_max: int = 10_000) -> None:
+        for _ in range(rounds_max):
+            if not self.network:
+                return
+            sender, receiver, payload = self.network.popleft()
+            if sender in self.cut or receiver in self.cut:
+                continue
+            out = self.replicas[receiver].on_message(
+                sender, payload, self.now_ms, WALL_EPOCH_MS + self.now_ms
+            )
+            self.execute(receiver, out)
+        raise AssertionError("the network did not go quiet")
+
+    def advance(self, ms: int) -> None:
+        for _ in range(ms // STEP_MS):
+            self.now_ms += STEP_MS
+            for rid, replica in self.replicas.items():
+                self.execute(rid, replica.on_tick(self.now_ms, WALL_EPOCH_MS + self.now_ms))
+            self.deliver()
+
+    def leader(self) -> int:
+        leaders = [rid for rid, r in self.replicas.items() if r.is_leader and rid not in self.cut]
+        assert len(leaders) == 1, leaders
+        return leaders[0]
+
+    def elect(self) -> int:
+        for _ in range(200):
+            self.advance(STEP_MS)
+            leaders = [
+                rid for rid, r in self.replicas.items() if r.is_leader and rid not in self.cut
+            ]
+            if len(leaders) == 1:
+                return leaders[0]
+        raise AssertionError("no leader elected")
+
+    # ------------------------------------------------------------------ clients
+
+    def connect(self, rid: int, **fields: int) -> Client:
+        connection_id = self._next_connection
+        self._next_connection += 1
+        client = Client(replica_id=rid, connection_id=connection_id)
+        self.clients[(rid, connection_id)] = client
+        replica = self.replicas[rid]
+        self.execute(
+            rid, replica.on_connection_opened(connection_id, "127.0.0.1", 40000, self.now_ms)
+        )
+        request = ConnectRequest(
+            protocol_version=0,
+            last_zxid_seen=fields.get("last_zxid_seen", 0),
+            timeout_ms=fields.get("timeout_ms", 10_000),
+            session_id=fields.get("session_id", 0),
+            password=bytes(16) if "password" not in fields else fields["password"],  # type: ignore[arg-type]
+            read_only=False,
+        )
+        client.codec.connect(request)
+        self.execute(
+            rid,
+            replica.on_connect(connection_id, request, self.now_ms, WALL_EPOCH_MS + self.now_ms),
+        )
+        self.deliver()
+        return client
+
+    def send(self, client: Client, opcode: int, record: Record | None = None) -> Reply | None:
+        xid = client.next_xid
+        client.next_xid += 1
+        client.codec.send_request(xid, opcode, record)
+        event = Request(xid=xid, opcode=opcode, request=record, size=0)
+        replica = self.replicas[client.replica_id]
+        self.execute(
+            client.replica_id,
+            replica.on_request(
+                client.connection_id, event, self.now_ms, WALL_EPOCH_MS + self.now_ms
+            ),
+        )
+        self.deliver()
+        for reply in client.replies():
+            if reply.xid == xid:
+                return reply
+        return None
+
+
+def create(path: str, data: bytes = b"", flags: int = 0) -> CreateRequest:
+    return CreateRequest(path=path, data=data, acl=OPEN_ACL_UNSAFE, flags=flags)
+
+
+def test_a_write_on_a_follower_reaches_every_replica() -> None:
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != leader)
+    client = cluster.connect(follower)
+    assert isinstance(client.received[0], Connected)
+    reply = cluster.send(client, OpCode.CREATE, create("/a", b"hello"))
+    assert reply is not None
+    assert reply.err == 0
+    cluster.advance(500)  # heartbeats carry the commit index to everyone
+    for rid in IDS:
+        znode = cluster.replicas[rid].tree.get("/a")
+        assert znode is not None, rid
+        assert znode.data == b"hello"
+        assert cluster.replicas[rid].tree.last_zxid == reply.zxid
+
+
+def test_sync_on_a_follower_then_read_sees_the_latest_write() -> None:
+    cluster = Cluster()
+    leader = cluster.elect()
+    others = [rid for rid in IDS if rid != leader]
+    writer = cluster.connect(others[0])
+    reader = cluster.connect(others[1])
+    reply = cluster.send(writer, OpCode.CREATE, create("/s", b"v1"))
+    assert reply is not None and reply.err == 0
+    synced = cluster.send(reader, OpCode.SYNC, PathRecord(path="/s"))
+    assert synced is not None and synced.err == 0
+    read = cluster.send(reader, OpCode.GET_DATA, GetDataRequest(path="/s", watch=False))
+    assert read is not None and read.err == 0
+    assert read.body.data == b"v1"  # type: ignore[union-attr]
+
+
+def test_the_leader_fails_and_the_cluster_goes_on() -> None:
+    cluster = Cluster()
+    old_leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != old_leader)
+    client = cluster.connect(follower, timeout_ms=20_000)
+    session_id = client.received[0].response.session_id  # type: ignore[union-attr]
+    assert cluster.send(client, OpCode.CREATE, create("/eph", flags=CreateMode.EPHEMERAL)).err == 0  # type: ignore[union-attr]
+    cluster.cut.add(old_leader)
+    new_leader = cluster.elect()
+    assert new_leader != old_leader
+    # The follower's client writes through the new leader; its session and ephemeral live.
+    survivor = (
+        client
+        if not client.closed
+        else cluster.connect(
+            follower,
+            session_id=session_id,
+            password=client.received[0].response.password,  # type: ignore[union-attr]
+        )
+    )
+    reply = cluster.send(
+        survivor, OpCode.SET_DATA, SetDataRequest(path="/eph", data=b"x", version=-1)
+    )
+    assert reply is not None and reply.err == 0
+    for rid in IDS:
+        if rid == old_leader:
+            continue
+        znode = cluster.replicas[rid].tree.get("/eph")
+        assert znode is not None
+        assert znode.stat().ephemeral_owner == session_id
+
+
+def test_a_session_attached_to_a_follower_is_kept_alive_by_its_pings() -> None:
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != leader)
+    client = cluster.connect(follower, timeout_ms=4000)
+    assert (
+        cluster.send(client, OpCode.CREATE, create("/alive", flags=CreateMode.EPHEMERAL)).err == 0
+    )  # type: ignore[union-attr]
+    for _ in range(20):  # 10 s of pings every 500 ms: the leader hears of them via Touch
+        cluster.advance(500)
+        cluster.send(client, OpCode.PING)
+    assert not client.closed
+    assert cluster.replicas[leader].tree.get("/alive") is not None
+    # Silence: the leader expires it, every replica drops the ephemeral.
+    cluster.advance(8000)
+    for rid in IDS:
+        assert cluster.replicas[rid].tree.get("/alive") is None, rid
+    assert client.closed
+
+
+def test_a_cut_off_minority_refuses_writes() -> None:
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != leader)
+    client = cluster.connect(follower)
+    cluster.cut.add(follower)
+    reply = cluster.send(client, OpCode.CREATE, create("/lonely"))
+    cluster.advance(3000)
+    # No acknowledgement: the write did not commit (it was not answered OK).
+    replies = [r for r in client.replies() if r.opcode == OpCode.CREATE]
+    assert reply is None or reply.err != ErrorCode.OK
+    assert not any(r.err == ErrorCode.OK for r in replies)
+    assert all(cluster.replicas[rid].tree.get("/lonely") is None for rid in IDS if rid != follower)
+    assert cluster.replicas[leader].is_leader
