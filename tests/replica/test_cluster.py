@@ -95,7 +95,7 @@ class Cluster:
                 if client is not None and not client.closed:
                     client.closed = True
                     self.replicas[rid].on_connection_closed(connection_id)
-            for connection_id in getattr(current, "paused", ()):  # MERGE: plain attribute
+            for connection_id in current.paused:
                 pending.append(self.replicas[rid].on_output_drained(connection_id, self.now_ms))
             if current.persist is not None:
                 storage = self.storages[rid]
