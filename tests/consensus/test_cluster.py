@@ -827,3 +827,28 @@ def test_a_demoted_leader_retries_the_hand_over() -> None:
     (leader,) = cluster.leaders()
     assert leader in (2, 3)
     assert cluster.rafts[1].role == Role.LEARNER
+
+
+def test_a_voter_whose_removal_is_not_committed_still_campaigns() -> None:
+    """Found by the simulation (seed 50340 at --steps 8000): the removed leader lost its
+    quorum before the removal committed; the other voter, without the entry, still needed
+    its vote but had the shorter log, and the removed one no longer campaigned."""
+    cluster = Cluster((1, 2))
+    cluster.elect(2)
+    cluster.propose(2, b"a")
+    cluster.stabilize()
+    cluster.isolate(2)
+    assert cluster.rafts[2].propose_membership((1,), (2,)) is not None
+    cluster.stabilize()
+    assert cluster.rafts[2].voters == (1,)  # in effect on append
+    assert cluster.rafts[1].voters == (1, 2)
+    cluster.tick([2], count=2 * cluster.election_ticks)  # check-quorum: 1 is silent
+    assert cluster.rafts[2].role in (Role.FOLLOWER, Role.PRE_CANDIDATE)  # not a learner yet
+    cluster.heal()
+    cluster.tick([1, 2], count=6 * cluster.election_ticks)
+    assert cluster.leaders() == [1]
+    assert cluster.rafts[1].voters == (1,)
+    assert cluster.rafts[2].role == Role.LEARNER
+    cluster.propose(1, b"b")
+    cluster.stabilize()
+    assert cluster.data(2) == [b"a", b"b"]

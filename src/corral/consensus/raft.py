@@ -694,9 +694,20 @@ class Raft:
 
     # -- elections ------------------------------------------------------------------------
 
+    def _may_campaign(self) -> bool:
+        """Voters campaign; so does a voter whose removal is in its log but not committed:
+        it may still be needed to elect anyone (Raft thesis §4.2.2), though its own vote
+        does not count."""
+        if self._replica_id in self._voters:
+            return True
+        if self._membership_index <= self._commit:
+            return False
+        previous_voters, _ = self._membership_at(self._membership_index - 1)
+        return self._replica_id in previous_voters
+
     def _pre_campaign(self) -> None:
         """Ask the voters whether they would vote for us at term + 1, without changing it."""
-        if self._replica_id not in self._voters:
+        if not self._may_campaign():
             return
         self._become(Role.PRE_CANDIDATE)
         self._leader_id = 0
@@ -736,9 +747,11 @@ class Raft:
         )
 
     def _tally_votes(self) -> None:
-        granted = sum(1 for vote in self._votes.values() if vote)
-        rejected = len(self._votes) - granted
-        if self._role == Role.CANDIDATE:
+        granted = sum(
+            1 for voter_id, vote in self._votes.items() if vote and voter_id in self._voters
+        )
+        rejected = sum(1 for vote in self._votes.values() if not vote)
+        if self._role == Role.CANDIDATE and self._replica_id in self._voters:
             own_durable = (
                 self._persisted_hard_state.term == self._term
                 and self._persisted_hard_state.vote == self._replica_id
@@ -793,7 +806,7 @@ class Raft:
         if term > self._term:
             self._term = term
             self._vote = 0
-        self._become(Role.LEARNER if self._replica_id not in self._voters else Role.FOLLOWER)
+        self._become(Role.FOLLOWER if self._may_campaign() else Role.LEARNER)
         self._leader_id = leader_id
         self._votes = {}
         self._progress = {}
@@ -911,7 +924,7 @@ class Raft:
             elif kind == MessageKind.SNAPSHOT_CHUNK:
                 self._handle_snapshot_chunk(message)
             else:
-                if self._replica_id in self._voters:
+                if self._may_campaign():
                     self._campaign(leader_transfer=True)
         elif self._role == Role.LEADER:
             progress = self._progress.get(message.from_id)
@@ -986,6 +999,8 @@ class Raft:
         if index > self._commit:
             assert index <= self.last_index, (index, self.last_index)
             self._commit = index
+            if self._membership_index > 0 and self._replica_id not in self._voters:
+                self._settle_role()  # our removal may just have committed
 
     def _handle_snapshot_chunk(self, message: Message) -> None:
         meta = message.snapshot
@@ -1440,9 +1455,14 @@ class Raft:
                     del self._progress[peer_id]
             # No longer a voter: we lead on without counting ourselves and hand over once
             # the entry commits (_maybe_commit; retried in _tick_leader).
-        elif self._replica_id in voters and self._role == Role.LEARNER:
+        else:
+            self._settle_role()
+
+    def _settle_role(self) -> None:
+        """A non-leader's role follows whether it may campaign (membership, commit)."""
+        if self._role == Role.LEARNER and self._may_campaign():
             self._become(Role.FOLLOWER)
-        elif self._replica_id not in voters and self._role != Role.LEARNER:
+        elif self._role not in (Role.LEARNER, Role.LEADER) and not self._may_campaign():
             self._become(Role.LEARNER)
 
     def _hand_over(self) -> None:
@@ -1467,6 +1487,7 @@ class Raft:
             self._leader_id,
         )
         assert (self._role == Role.LEARNER) <= (self._replica_id not in self._voters)
+        assert self._role in (Role.LEARNER, Role.LEADER) or self._may_campaign(), self._role
         if self._unstable:
             # Contiguity and term order are checked entry by entry in _append; here only
             # the seam between the stable and the unstable part (O(1) on every input).

@@ -643,11 +643,18 @@ class Simulation:
         Followers may still hold uncommitted entries of an old term: a leader whose log is
         empty appends no NOOP (raft.py), so nothing overwrites them until the next write.
         """
-        leader = self._a_leader()
-        if leader is None or leader.raft is None:
+        leaders = [
+            r.raft
+            for r in self.replicas.values()
+            if r.raft is not None and r.raft.role == Role.LEADER
+        ]
+        if not leaders:
             return False
-        target = leader.raft.last_index
-        if leader.raft.commit_index != target:
+        # The newest leader; a deposed one may not know yet (no random pick: the check
+        # must not consume the seed's random stream).
+        leader = max(leaders, key=lambda raft: raft.term)
+        target = leader.last_index
+        if leader.commit_index != target:
             return False
         for replica in self.replicas.values():
             raft = replica.raft
