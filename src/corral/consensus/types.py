@@ -10,7 +10,9 @@ Rules:
 * `Ready` carries the ordering contract (etcd-io/raft's Ready): the driver installs
   `snapshot`, appends `entries` and persists `hard_state` (fsync when `must_sync`), only
   then sends `messages` and streams `snapshot_sends`, applies `committed_entries` in order,
-  and finally calls `Raft.advance(ready)`. raft.py's module header has the details.
+  serves `read_states` once applied far enough, and finally calls `Raft.advance(ready)`.
+  raft.py's module header has the details (and `Raft.take_messages`, the messages that
+  need not wait for a persist).
 """
 
 from __future__ import annotations
