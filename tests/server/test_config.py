@@ -76,7 +76,10 @@ def test_system_property_spellings_and_whitelist() -> None:
         ("tickTime", "0"),
         ("tickTime", "abc"),
         ("extendedTypesEnabled", "maybe"),
-        ("server.1", "127.0.0.1:2888:3888"),
+        ("server.1", "127.0.0.1:2888"),
+        ("server.1", "127.0.0.1:2888:2888"),
+        ("server.0", "127.0.0.1:2888:3888"),
+        ("server.1", "127.0.0.1:2888:3888:voter"),
         ("jute.maxbuffer", "10"),
     ],
 )
@@ -98,3 +101,36 @@ def test_load_config_with_overrides(tmp_path: Path) -> None:
     assert "tickTime=3000" in config.source_text
     with pytest.raises(ConfigError):
         load_config(str(tmp_path / "missing.cfg"))
+
+
+def test_ensemble_lines_and_myid(tmp_path: Path) -> None:
+    (tmp_path / "myid").write_text("2\n")
+    path = tmp_path / "zoo.cfg"
+    path.write_text(
+        f"dataDir={tmp_path}\n"
+        "server.1=10.0.0.1:2888:3888\n"
+        "server.2=10.0.0.2:2888:3888;2181\n"
+        "server.3=10.0.0.3:2888:3888:participant;0.0.0.0:2181\n"
+        "server.4=10.0.0.4:2888:3888:observer\n"
+    )
+    config = load_config(str(path))
+    assert config.is_ensemble
+    assert config.my_id == 2
+    replica = config.replica_config()
+    assert (replica.replica_id, replica.voters, replica.learners) == (2, (1, 2, 3), (4,))
+    member = config.members[2]
+    assert (member.host, member.quorum_port, member.client_host, member.client_port) == (
+        "10.0.0.3",
+        2888,
+        "0.0.0.0",
+        2181,
+    )
+    (tmp_path / "myid").write_text("9\n")
+    with pytest.raises(ConfigError):
+        load_config(str(path))
+
+
+def test_a_single_server_line_is_standalone() -> None:
+    config = build_config({"server.1": "127.0.0.1:2888:3888"})
+    assert not config.is_ensemble
+    assert config.replica_config().voter_ids == (1,)

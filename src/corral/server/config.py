@@ -9,6 +9,7 @@ without the `zookeeper.` prefix, and `jute.maxbuffer` too (see docs/compatibilit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,6 +85,55 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """One `server.N=host:quorumPort:electionPort[:participant|observer][;[host:]clientPort]`."""
+
+    replica_id: int
+    host: str
+    quorum_port: int  # corral's replica-to-replica link (the election port is unused)
+    election_port: int
+    observer: bool = False
+    client_host: str = ""
+    client_port: int = 0
+
+
+def parse_member(key: str, value: str) -> Member:
+    """Parse a zoo.cfg `server.N` line as ZooKeeper writes it."""
+    try:
+        replica_id = int(key.removeprefix("server."))
+    except ValueError:
+        raise ConfigError(f"{key}: N must be a number") from None
+    if not 1 <= replica_id <= 254:
+        raise ConfigError(f"{key}: N must be 1..254")
+    server_part, _, client_part = value.partition(";")
+    fields = server_part.strip().split(":")
+    if len(fields) not in (3, 4):
+        raise ConfigError(f"{key}: expected host:quorumPort:electionPort[:role], got {value!r}")
+    role = fields[3].strip() if len(fields) == 4 else "participant"
+    if role not in ("participant", "observer"):
+        raise ConfigError(f"{key}: role must be participant or observer, got {role!r}")
+    quorum_port = _parse_int(key, fields[1], minimum=1)
+    election_port = _parse_int(key, fields[2], minimum=1)
+    if quorum_port == election_port:
+        raise ConfigError(f"{key}: quorum and election ports must differ")
+    client_host, client_port = "", 0
+    if client_part.strip():
+        host_port = client_part.strip().rsplit(":", 1)
+        if len(host_port) == 2:
+            client_host = host_port[0]
+        client_port = _parse_int(key, host_port[-1], minimum=1)
+    return Member(
+        replica_id=replica_id,
+        host=fields[0].strip(),
+        quorum_port=quorum_port,
+        election_port=election_port,
+        observer=role == "observer",
+        client_host=client_host,
+        client_port=client_port,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     data_dir: str = DEFAULT_DATA_DIR
     data_log_dir: str = ""  # "" = data_dir
@@ -113,6 +163,9 @@ class ServerConfig:
     admin_server_port: int = DEFAULT_ADMIN_SERVER_PORT  # 0: any free port
     admin_idle_timeout_ms: int = DEFAULT_ADMIN_IDLE_TIMEOUT_MS
     admin_command_url: str = DEFAULT_ADMIN_COMMAND_URL
+    members: tuple[Member, ...] = ()  # the ensemble; () = standalone
+    my_id: int = 1  # this server's N (dataDir/myid, or the `myid` key)
+    ensemble_secret: str = ""  # shared by the members; peers prove they know it
     source_text: str = ""  # the zoo.cfg text, for `conf`/diagnostics
     unknown: dict[str, str] = field(default_factory=dict)
 
@@ -120,9 +173,17 @@ class ServerConfig:
     def log_dir(self) -> str:
         return self.data_log_dir or self.data_dir
 
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
     def replica_config(self) -> ReplicaConfig:
+        voters = tuple(m.replica_id for m in self.members if not m.observer)
+        learners = tuple(m.replica_id for m in self.members if m.observer)
         return ReplicaConfig(
-            replica_id=1,
+            replica_id=self.my_id if self.is_ensemble else 1,
+            voters=voters if self.is_ensemble else (),
+            learners=learners if self.is_ensemble else (),
             tick_time_ms=self.tick_time_ms,
             min_session_timeout_ms=self.min_session_timeout_ms,
             max_session_timeout_ms=self.max_session_timeout_ms,
@@ -202,6 +263,7 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
     config = ServerConfig(source_text=source_text)
     changes: dict[str, object] = {}
     unknown: dict[str, str] = {}
+    members: list[Member] = []
     client_port_seen = False
     for raw_key, value in properties.items():
         key = _ALIASES.get(raw_key, raw_key)
@@ -278,11 +340,14 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
             if not url.startswith("/") or any(c in url for c in "?# \t"):
                 raise ConfigError(f"{key}: expected a path such as /commands, got {value!r}")
             changes["admin_command_url"] = url.rstrip("/") or "/"
-        elif key.startswith("server.") or key == "dynamicConfigFile":
-            raise ConfigError(
-                f"{key}: replicated ensembles are not supported yet; remove server.N lines "
-                "to run standalone"
-            )
+        elif key.startswith("server."):
+            members.append(parse_member(key, value))
+        elif key == "myid":
+            changes["my_id"] = _parse_int(key, value, minimum=1)
+        elif key == "ensemble.secret":
+            changes["ensemble_secret"] = value
+        elif key == "dynamicConfigFile":
+            raise ConfigError(f"{key}: dynamic reconfiguration is not supported")
         elif key in _KNOWN_IGNORED:
             log.info("zoo.cfg: %s is accepted and has no effect in corral", key)
         else:
@@ -293,7 +358,16 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
         and "clientPort" not in properties
     ):
         raise ConfigError("clientPortAddress is set but clientPort is not")
+    members.sort(key=lambda m: m.replica_id)
+    if len({m.replica_id for m in members}) != len(members):
+        raise ConfigError("two server.N lines with the same N")
+    changes["members"] = tuple(members)
     config = replace(config, **changes, unknown=unknown)  # type: ignore[arg-type]
+    if config.is_ensemble:
+        if config.my_id not in {m.replica_id for m in members}:
+            raise ConfigError(f"myid {config.my_id} is not one of the server.N lines")
+        if not any(not m.observer for m in members):
+            raise ConfigError("an ensemble needs at least one participant")
     if config.min_session_timeout_effective_ms > config.max_session_timeout_effective_ms:
         raise ConfigError("minSessionTimeout must not be larger than maxSessionTimeout")
     for key in unknown:
@@ -312,4 +386,10 @@ def load_config(path: str | None, overrides: dict[str, str] | None = None) -> Se
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
         properties = parse_properties(text)
     properties.update(overrides or {})
+    if "myid" not in properties and any(k.startswith("server.") for k in properties):
+        # ZooKeeper reads the server's N from dataDir/myid.
+        myid_path = Path(properties.get("dataDir", DEFAULT_DATA_DIR)) / "myid"
+        # A one-member "ensemble" needs none; otherwise build_config says it is missing.
+        with contextlib.suppress(OSError):
+            properties["myid"] = myid_path.read_text(encoding="utf-8").strip()
     return build_config(properties, source_text=text)

@@ -92,6 +92,18 @@ class _Refused:
     word: str
 
 
+def server_mode(view: ServerView) -> str:
+    """`Mode:` of srvr/stat: standalone, or the replica's role in its ensemble."""
+    replica = view.replica
+    if not view.config.is_ensemble:
+        return "standalone"
+    if replica.is_leader:
+        return "leader"
+    if replica.config.replica_id in replica.config.learners:
+        return "observer"
+    return "follower"
+
+
 def java_double(value: float) -> str:
     """A double as Java prints it after ZooKeeper rounds it half-up to 4 decimals."""
     rounded = Decimal(repr(value)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
@@ -139,7 +151,7 @@ def _counters(view: ServerView) -> str:
         + f"Connections: {len(replica.connections)}\n"
         + f"Outstanding: {replica.outstanding_requests}\n"
         + f"Zxid: 0x{replica.last_zxid:x}\n"
-        + "Mode: standalone\n"
+        + f"Mode: {server_mode(view)}\n"
         + f"Node count: {replica.tree.node_count}\n"
     )
 
@@ -365,7 +377,7 @@ def monitor_metrics(view: ServerView) -> list[tuple[str, int | float | str]]:
     by_connection = replica.watches.data_watch_paths_by_connection()
     metrics: list[tuple[str, int | float | str]] = [
         ("zk_version", VERSION_LINE.removeprefix("Zookeeper version: ")),
-        ("zk_server_state", "standalone"),
+        ("zk_server_state", server_mode(view)),
         ("zk_avg_latency", average),
         ("zk_max_latency", stats.latency_max_ms),
         ("zk_min_latency", stats.latency_min_ms),

@@ -43,6 +43,7 @@ from corral.server import fourletter
 from corral.server.admin import AdminServer, AdminServerError, start_admin_server
 from corral.server.config import ServerConfig
 from corral.server.durability import DurableLog, Snapshotter, open_durable, purge_loop
+from corral.server.peers import PeerAddress, PeerTransport
 from corral.storage.wal import StorageError
 
 log = logging.getLogger("corral.server")
@@ -101,6 +102,7 @@ class Server:
     _flush_scheduled: bool = field(init=False, default=False)
     bound_port: int = field(init=False, default=0)
     admin: AdminServer | None = field(init=False, default=None)  # the HTTP AdminServer
+    _peers: PeerTransport | None = field(init=False, default=None)  # ensemble links
 
     def __post_init__(self) -> None:
         # Recovery (storage/): the newest valid snapshot, the log after it; Raft replays it.
@@ -111,7 +113,7 @@ class Server:
             config=self.config,
             wal=wal,
             rng=random.Random(int.from_bytes(os.urandom(8), "big")),
-            voters=(self.config.replica_config().replica_id,),
+            voters=self.config.replica_config().voter_ids,
         )
         self.replica = Replica(
             config=self.config.replica_config(),
@@ -122,6 +124,28 @@ class Server:
             now_ms=monotonic_ms(),
             wall_ms=wall_ms(),
         )
+        if self.config.is_ensemble:
+            me = next(m for m in self.config.members if m.replica_id == self.config.my_id)
+            self._peers = PeerTransport(
+                replica_id=me.replica_id,
+                listen=PeerAddress(host=me.host, port=me.quorum_port),
+                peers={
+                    m.replica_id: PeerAddress(host=m.host, port=m.quorum_port)
+                    for m in self.config.members
+                    if m.replica_id != me.replica_id
+                },
+                secret=self.config.ensemble_secret.encode(),
+                on_payload=self._on_payload,
+            )
+
+    def _on_payload(self, peer_id: int, payload: bytes) -> None:
+        self._execute(self.replica.on_message(peer_id, payload, monotonic_ms(), wall_ms()))
+
+    def _send_to_peers(self, messages: list[tuple[int, bytes]]) -> None:
+        assert self._peers is not None or not messages, "a standalone server has no peers"
+        for peer_id, payload in messages:
+            assert self._peers is not None
+            self._peers.send(peer_id, payload)  # dropped when full: Raft retries
 
     # ServerView for four-letter words
     def now_ms(self) -> int:
@@ -140,7 +164,17 @@ class Server:
         ):
             self._tasks = tasks
             log_writer = tasks.create_task(self._log_writer())
-            tasks.create_task(purge_loop(self.config, self._io, self._stopping))
+            if self._peers is None:
+                tasks.create_task(purge_loop(self.config, self._io, self._stopping))
+            else:
+                # Until snapshots are sent to lagging members, every member keeps its
+                # whole log (a purged log could strand a follower).
+                tasks.create_task(self._peers.run())
+                log.info(
+                    "ensemble member %d of %s; autopurge is off in an ensemble",
+                    self.config.my_id,
+                    ",".join(str(m.replica_id) for m in self.config.members),
+                )
             self._log_idle.set()
             self._execute(self.replica.take_startup_outbox())
             # The first term must be durable before the replica can lead and serve.
@@ -149,6 +183,8 @@ class Server:
             # Finish the persist in flight (a write a client may be waiting for), then stop.
             await self._log_idle.wait()
             log_writer.cancel()
+            if self._peers is not None:
+                self._peers.stop()
             await self._snapshotter.stop()
         await asyncio.get_running_loop().run_in_executor(self._io, self._log.storage.close)
         self._io.shutdown()
@@ -324,7 +360,7 @@ class Server:
             self._log_idle.clear()
             self._persist_queue.put_nowait(out)
         else:
-            assert not out.send, out.send  # standalone: messages only follow a persist
+            self._send_to_peers(out.send)
 
     async def _resume_when_read(self, client: _Client) -> None:
         """Give the replica the next batch of a paused connection once it read this one."""
@@ -339,8 +375,7 @@ class Server:
             out = await self._persist_queue.get()
             assert out.persist is not None
             await self._log.persist(out.persist)
-            # `send` goes to peers: a standalone server has none.
-            assert not out.send, out.send
+            self._send_to_peers(out.send)  # votes and appends only once durable
             self._execute(self.replica.on_persisted(out.persist.token, monotonic_ms(), wall_ms()))
             if self._tasks is not None:
                 self._snapshotter.maybe_snapshot(self.replica.tree, self._tasks)
