@@ -104,3 +104,50 @@ def test_killing_the_leader_elects_another_that_serves_writes(
     finally:
         client.stop()
         client.close()
+
+
+def test_ensemble_up_starts_a_working_local_ensemble(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+
+    base = free_port()  # members use base, base+1, base+2 (free a moment ago, very likely)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "corral",
+            "ensemble",
+            "up",
+            "--size",
+            "3",
+            "--dir",
+            str(tmp_path),
+            "--base-port",
+            str(base),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        client = KazooClient(hosts=f"127.0.0.1:{base},127.0.0.1:{base + 1}", timeout=10)
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                client.start(timeout=5)
+                client.create("/from-ensemble-up", b"ok")
+                break
+            except Exception:  # the members are still starting and electing; bounded
+                client.stop()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert client.get("/from-ensemble-up")[0] == b"ok"
+        client.stop()
+        client.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0
+    assert "ensemble of 3 up" in output
+    assert (tmp_path / "member1" / "myid").read_text().strip() == "1"

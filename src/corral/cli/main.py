@@ -67,12 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here rather than at the top: `import corral.cli.main` stays cheap.
     from corral.cli.bench import add_bench_parser
     from corral.cli.data import add_data_parser
+    from corral.cli.ensemble import add_ensemble_parser
     from corral.cli.shell import add_shell_parser
 
     _add_server_parser(subparsers)
     add_shell_parser(subparsers)
     add_data_parser(subparsers)
     add_bench_parser(subparsers)
+    add_ensemble_parser(subparsers)
     return parser
 
 
