@@ -412,6 +412,18 @@ def test_busy_admin_port_stops_the_start(tmp_path: Path) -> None:
         assert "Unable to start AdminServer" in str(error.value)
 
 
+def test_the_server_command_serves_admin() -> None:
+    port = free_port()
+    settings = {
+        "admin.enableServer": "true",
+        "admin.serverAddress": "127.0.0.1",
+        "admin.serverPort": str(port),
+    }
+    with CorralServer(config=settings, start_timeout_ms=30_000) as server:
+        assert command(port, "srvr")["server_stats"]["server_state"] == "standalone"  # type: ignore[index]
+        assert command(port, "configuration")["client_port"] == server.port
+
+
 # ---------------------------------------------------------------------- vs ZooKeeper
 
 
