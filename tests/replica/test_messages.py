@@ -10,12 +10,11 @@ from hypothesis import strategies as st
 from corral.consensus.types import Entry, EntryKind, Message, MessageKind, SnapshotMeta
 from corral.protocol.errors import DecodeError, ProtocolError
 from corral.replica.messages import (
+    MESSAGE_FIELDS,
     Envelope,
     Forward,
     ForwardRejected,
     RaftPayload,
-    ReadIndex,
-    ReadIndexResponse,
     Touch,
     decode_envelope,
     decode_payload,
@@ -73,7 +72,14 @@ def messages(draw: st.DrawFn) -> Message:
         offset=draw(non_negative),
         data=draw(st.binary(max_size=40)),
         done=draw(st.booleans()),
+        context=draw(non_negative),
     )
+
+
+def test_the_codec_carries_every_field_of_a_message() -> None:
+    import dataclasses
+
+    assert {f.name for f in dataclasses.fields(Message)} == MESSAGE_FIELDS
 
 
 payloads = st.one_of(
@@ -84,8 +90,6 @@ payloads = st.one_of(
         Touch,
         sessions=st.lists(st.tuples(non_negative, st.integers(1, 10**6)), max_size=5).map(tuple),
     ),
-    st.builds(ReadIndex, request_id=non_negative),
-    st.builds(ReadIndexResponse, request_id=non_negative, index=non_negative, ok=st.booleans()),
 )
 
 
@@ -120,7 +124,7 @@ def test_corrupted_payloads_raise_only_decode_errors(
 
 
 def test_truncation_and_stray_bytes_are_errors() -> None:
-    data = encode_payload(ReadIndexResponse(request_id=7, index=9, ok=True))
+    data = encode_payload(Touch(sessions=((7, 4000), (9, 6000))))
     for cut in range(len(data)):
         try:
             decode_payload(data[:cut])

@@ -9,10 +9,10 @@ Rules:
   link is dropped), never an assertion in the consensus records it would construct.
 * Besides Raft's own messages (`RaftPayload`), a follower forwards client writes to the
   leader (`Forward`: the encoded txn, tagged with the origin replica and a token so the
-  origin recognises the entry when it applies it), reports the sessions it heard from
-  (`Touch`: the leader owns expiry), and asks for the leader's commit index before
-  answering a `sync` (`ReadIndex` / `ReadIndexResponse`). A leader that cannot take a
-  forwarded write answers `ForwardRejected` so the origin can fail it at once.
+  origin recognises the entry when it applies it) and reports the sessions it heard from
+  (`Touch`: the leader owns expiry). A leader that cannot take a forwarded write answers
+  `ForwardRejected` so the origin can fail it at once. (A follower's `sync` uses Raft's
+  own read-index messages.)
 * Entries proposed in an ensemble carry an `Envelope` (origin id, token, txn bytes).
 """
 
@@ -35,6 +35,11 @@ from corral.protocol.errors import DecodeError
 from corral.protocol.jute import Reader, Writer
 
 VERSION = 1
+# Every field of consensus.types.Message this codec carries (a test checks it is all).
+MESSAGE_FIELDS = frozenset(
+    "kind from_id to_id term log_term index entries commit reject reject_hint "
+    "leader_transfer snapshot offset data done context".split()
+)
 _MESSAGE_KINDS = list(MessageKind)
 _MESSAGE_KIND_CODES = {kind: code for code, kind in enumerate(_MESSAGE_KINDS)}
 _FLAG_REJECT = 1
@@ -50,8 +55,6 @@ class PayloadKind(enum.IntEnum):
     FORWARD = 2
     FORWARD_REJECTED = 3
     TOUCH = 4
-    READ_INDEX = 5
-    READ_INDEX_RESPONSE = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,19 +79,7 @@ class Touch:
     sessions: tuple[tuple[int, int], ...]  # (session id, timeout ms)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReadIndex:
-    request_id: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReadIndexResponse:
-    request_id: int
-    index: int  # the leader's commit index; 0 with `ok` False when not the leader
-    ok: bool
-
-
-Payload = RaftPayload | Forward | ForwardRejected | Touch | ReadIndex | ReadIndexResponse
+Payload = RaftPayload | Forward | ForwardRejected | Touch
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,14 +114,6 @@ def encode_payload(payload: Payload) -> bytes:
             for session_id, timeout_ms in sessions:
                 w.int64(session_id)
                 w.int32(timeout_ms)
-        case ReadIndex(request_id=request_id):
-            _header(w, PayloadKind.READ_INDEX)
-            w.int64(request_id)
-        case ReadIndexResponse(request_id=request_id, index=index, ok=ok):
-            _header(w, PayloadKind.READ_INDEX_RESPONSE)
-            w.int64(request_id)
-            w.int64(index)
-            w.boolean(ok)
     return w.getvalue()
 
 
@@ -160,6 +143,7 @@ def _write_message(w: Writer, message: Message) -> None:
     w.int64(message.commit)
     w.int64(message.reject_hint)
     w.int64(message.offset)
+    w.int64(message.context)
     w.int32(len(message.entries))
     for entry in message.entries:
         w.int64(entry.term)
@@ -203,12 +187,8 @@ def decode_payload(data: bytes) -> Payload:
         if not 0 <= count <= min(TOUCHES_MAX, r.remaining // 12):
             raise DecodeError(f"touch of {count} sessions")
         payload = Touch(sessions=tuple((r.int64(), _positive(r.int32())) for _ in range(count)))
-    elif kind is PayloadKind.READ_INDEX:
-        payload = ReadIndex(request_id=r.int64())
     else:
-        request_id = r.int64()
-        index = _non_negative(r.int64())
-        payload = ReadIndexResponse(request_id=request_id, index=index, ok=r.boolean())
+        raise DecodeError(f"unhandled peer payload kind {kind.name}")
     if r.remaining:
         raise DecodeError(f"{r.remaining} stray bytes after a {kind.name} payload")
     return payload
@@ -230,8 +210,8 @@ def _read_message(r: Reader) -> Message:
         raise DecodeError(f"unknown consensus message kind {head[0]}")
     kind = _MESSAGE_KINDS[head[0]]
     from_id, to_id, flags = _replica_id(head[1]), _replica_id(head[2]), head[3]
-    term, log_term, index, commit, reject_hint, offset = (
-        _non_negative(r.int64()) for _ in range(6)
+    term, log_term, index, commit, reject_hint, offset, context = (
+        _non_negative(r.int64()) for _ in range(7)
     )
     count = r.int32()
     if not 0 <= count <= min(limits.APPEND_ENTRIES_MAX, r.remaining // 21):
@@ -287,6 +267,7 @@ def _read_message(r: Reader) -> Message:
         offset=offset,
         data=data,
         done=bool(flags & _FLAG_DONE),
+        context=context,
     )
 
 

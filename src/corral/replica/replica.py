@@ -74,8 +74,6 @@ from corral.replica.messages import (
     ForwardRejected,
     Payload,
     RaftPayload,
-    ReadIndex,
-    ReadIndexResponse,
     Touch,
     decode_payload,
     encode_payload,
@@ -545,21 +543,6 @@ class Replica:
                     for session_id, timeout_ms in sessions:
                         if session_id in self.tree.sessions:
                             self._expiry.touch(session_id, timeout_ms, now_ms)
-            case ReadIndex(request_id=request_id):
-                leading = self._raft.role is Role.LEADER
-                index = self._raft.commit_index if leading else 0
-                self._send(
-                    peer_id, ReadIndexResponse(request_id=request_id, index=index, ok=leading), out
-                )
-            case ReadIndexResponse(request_id=request_id, index=index, ok=ok):
-                waiter = self._syncs.pop(request_id, None)
-                if waiter is not None:
-                    connection = self.connections.get(waiter[0])
-                    if connection is not None and not ok:
-                        self._close(connection, out)
-                    elif connection is not None:
-                        self._sync_targets.append((index, waiter[0], waiter[1]))
-                        self._release_syncs(out)
         self._pump(out)
         return out
 
@@ -657,6 +640,11 @@ class Replica:
             ready = self._raft.ready()
             for entry in ready.committed_entries:
                 self._apply(entry, out)
+            for read_state in ready.read_states:
+                waiter = self._syncs.pop(read_state.request_id, None)
+                if waiter is not None:
+                    self._sync_targets.append((read_state.index, waiter[0], waiter[1]))
+            self._release_syncs(out)
             if ready.entries or ready.hard_state is not None:
                 self._persist_token += 1
                 assert out.persist is None
@@ -956,15 +944,15 @@ class Replica:
                 self.config.replica_id,
             ):
                 # On a follower, sync answers once this replica has applied everything
-                # the leader had committed when it got the question (a read index).
-                if not self._leader_id:
+                # the leader had committed when it got the question (a read index,
+                # confirmed by the leader with a heartbeat round).
+                request_id = self._next_token
+                self._next_token += 1
+                if not self._raft.read_index(request_id):
                     self._close(connection, out)
                     return
                 pending.phase = _Phase.PROPOSED
-                request_id = self._next_token
-                self._next_token += 1
                 self._syncs[request_id] = (connection.connection_id, pending)
-                self._send(self._leader_id, ReadIndex(request_id=request_id), out)
         elif opcode == OpCode.AUTH:
             assert isinstance(request, AuthPacket)
             ids = authenticate(request.scheme, request.auth, super_digest=self.config.super_digest)

@@ -262,7 +262,7 @@ def _server_stats(view: ServerView, query: dict[str, str]) -> Fields:
             "data_dir_size": fourletter.dir_size(config.data_dir),
             "log_dir_size": fourletter.dir_size(config.log_dir),
             "provider_null": False,
-            "server_state": "standalone",
+            "server_state": fourletter.server_mode(view),
             "last_processed_zxid": replica.last_zxid,
             "outstanding_requests": replica.outstanding_requests,
             "avg_latency": _java_average(stats.latency_total_ms, stats.latency_count),
