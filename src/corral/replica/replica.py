@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from corral import limits
 from corral.consensus.log_storage import LogStorage
 from corral.consensus.raft import Raft
-from corral.consensus.types import Entry, EntryKind, Message, Ready, Role
+from corral.consensus.types import Entry, EntryKind, HardState, Message, Ready, Role
 from corral.protocol.connection import (
     BadRequest,
     Request,
@@ -284,6 +284,7 @@ class Replica:
         self._sync_targets: list[tuple[int, int, _Pending]] = []  # (index, connection, pending)
         self._applied_index = tree.last_zxid
         self._persist_in_flight: tuple[int, Ready] | None = None
+        self._lazy_hard_state: HardState | None = None  # a commit-only change not on disk yet
         self._persist_token = 0
         self._pending_reaps: set[str] = set()
         self._next_reap_ms = now_ms + config.container_check_interval_ms
@@ -645,19 +646,26 @@ class Replica:
                 if waiter is not None:
                     self._sync_targets.append((read_state.index, waiter[0], waiter[1]))
             self._release_syncs(out)
-            if ready.entries or ready.hard_state is not None:
+            hard_state = ready.hard_state or self._lazy_hard_state
+            if ready.entries or (ready.hard_state is not None and ready.must_sync):
                 self._persist_token += 1
                 assert out.persist is None
                 out.persist = Persist(
                     token=self._persist_token,
                     entries=ready.entries,
-                    hard_state=ready.hard_state,
+                    hard_state=hard_state,
                     must_sync=ready.must_sync,
                 )
+                self._lazy_hard_state = None
                 self._queue_messages(ready.messages, out)
                 self._persist_in_flight = (self._persist_token, ready)
                 self._notice_leader(out)
                 return
+            # Only the commit index moved (must_sync is False): it need not be on disk
+            # before we go on — after a restart the leader learns it again — so it rides
+            # with the next persist instead of costing a log write and a round trip to
+            # the IO thread per commit.
+            self._lazy_hard_state = hard_state
             self._queue_messages(ready.messages, out)
             self._raft.advance(ready)
             self._notice_leader(out)
