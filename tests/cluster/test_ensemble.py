@@ -151,3 +151,21 @@ def test_ensemble_up_starts_a_working_local_ensemble(tmp_path) -> None:  # type:
     assert process.returncode == 0
     assert "ensemble of 3 up" in output
     assert (tmp_path / "member1" / "myid").read_text().strip() == "1"
+
+
+def test_a_leader_stopped_gracefully_hands_over_leadership(
+    ensemble: dict[int, CorralServer],
+) -> None:
+    leader = wait_for_leader(ensemble)
+    client = client_for(ensemble[next(rid for rid in IDS if rid != leader)])
+    try:
+        client.create("/handover", b"1")  # the followers are up to date
+        ensemble[leader].stop(keep_workdir=True)
+        log_text = ensemble[leader].log_path.read_text()
+        assert "handing leadership to replica" in log_text
+        target = int(log_text.split("handing leadership to replica ")[1].split()[0])
+        assert wait_for_leader(ensemble, excluded=leader) == target
+        assert client.get("/handover")[0] == b"1"
+    finally:
+        client.stop()
+        client.close()

@@ -599,6 +599,22 @@ class Replica:
         """When the session expires unless it is heard from (monotonic ms), if tracked here."""
         return self._expiry.deadline_ms(session_id)
 
+    def on_shutdown(self, now_ms: int) -> Outbox:
+        """A graceful stop: a leader hands leadership to its most up-to-date voter first,
+        so the ensemble does not wait an election timeout (Raft's leader transfer)."""
+        out = Outbox()
+        self._now_ms = now_ms
+        if not self.is_leader:
+            return out
+        peers = [v for v in self.config.voter_ids if v != self.config.replica_id]
+        if not peers:
+            return out
+        target = max(peers, key=lambda peer: (self._raft.peer_match_index(peer) or 0, -peer))
+        if self._raft.transfer_leadership(target):
+            log.info("handing leadership to replica %d before stopping", target)
+        self._pump(out)
+        return out
+
     def next_timer_ms(self) -> int:
         """The next monotonic instant at which `on_tick` has something to do."""
         candidates = [self._next_raft_tick_ms, self._next_reap_ms]

@@ -50,6 +50,8 @@ log = logging.getLogger("corral.server")
 
 _READ_SIZE = 256 * 1024
 _TICK_INTERVAL_MS = 50
+_HAND_OVER_POLL_MS = 20
+_HAND_OVER_POLLS = 100  # at most ~2 s: then stop anyway, the others elect a leader
 
 
 def monotonic_ms() -> int:
@@ -215,6 +217,8 @@ class Server:
             ready(self.bound_port)
         ticker = tasks.create_task(self._tick_loop())
         await self._stopping.wait()
+        if self._peers is not None:
+            await self._hand_over_leadership()
         self._listener.close()
         for client in list(self._clients.values()):
             self._close_client(client)
@@ -223,6 +227,14 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _hand_over_leadership(self) -> None:
+        """A leader that stops gracefully first makes another member leader (bounded)."""
+        self._execute(self.replica.on_shutdown(monotonic_ms()))
+        for _ in range(_HAND_OVER_POLLS):
+            if not self.replica.is_leader:
+                return
+            await asyncio.sleep(_HAND_OVER_POLL_MS / 1000)  # the tick loop still runs
 
     # ------------------------------------------------------------------ time
 
