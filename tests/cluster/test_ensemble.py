@@ -6,6 +6,7 @@ member, and a new leader serving writes after the old one is killed with SIGKILL
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -169,3 +170,41 @@ def test_a_leader_stopped_gracefully_hands_over_leadership(
     finally:
         client.stop()
         client.close()
+
+
+def test_a_paused_leader_cannot_split_the_ensemble(ensemble: dict[int, CorralServer]) -> None:
+    import os
+    import signal
+
+    old = wait_for_leader(ensemble)
+    others = [rid for rid in IDS if rid != old]
+    writer = client_for(ensemble[others[0]])
+    old_client = client_for(ensemble[old])
+    try:
+        writer.create("/paused", b"0")
+        os.kill(ensemble[old].pid, signal.SIGSTOP)
+        try:
+            new = wait_for_leader(ensemble, excluded=old)
+            assert new != old
+            writer.set("/paused", b"1")  # the majority goes on
+        finally:
+            os.kill(ensemble[old].pid, signal.SIGCONT)
+        # The old leader comes back into a newer term: one leader, one history.
+        assert wait_for_leader(ensemble) in others
+        # Its connection may have been closed by the change of leader: either way is fine.
+        with contextlib.suppress(Exception):
+            old_client.set("/paused", b"from-the-old-leader")
+        values = set()
+        for rid in IDS:
+            reader = client_for(ensemble[rid])
+            try:
+                reader.sync("/paused")
+                values.add(reader.get("/paused")[0])
+            finally:
+                reader.stop()
+                reader.close()
+        assert len(values) == 1, values  # every member agrees on the value
+    finally:
+        for client in (writer, old_client):
+            client.stop()
+            client.close()
