@@ -208,3 +208,34 @@ def test_a_paused_leader_cannot_split_the_ensemble(ensemble: dict[int, CorralSer
         for client in (writer, old_client):
             client.stop()
             client.close()
+
+
+def test_mntr_and_srvr_show_the_ensemble(ensemble: dict[int, CorralServer]) -> None:
+    leader = wait_for_leader(ensemble)
+    client = client_for(ensemble[leader])
+    try:
+        client.create("/figures", b"x" * 100)
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            lines = ensemble[leader].four_letter_word("mntr").splitlines()
+            metrics = dict(line.split("\t", 1) for line in lines)
+            if metrics.get("zk_synced_followers") == "2" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert metrics["zk_server_state"] == "leader"
+        assert metrics["zk_peer_state"] == "leading - broadcast"
+        assert metrics["zk_quorum_size"] == "2"
+        assert metrics["zk_learners"] == "2"
+        assert metrics["zk_synced_followers"] == "2"
+        assert int(metrics["zk_max_proposal_size"]) >= 100
+        srvr = ensemble[leader].four_letter_word("srvr").splitlines()
+        assert srvr[-1].startswith("Proposal sizes last/min/max: ")
+        follower = next(rid for rid in IDS if rid != leader)
+        lines = ensemble[follower].four_letter_word("mntr").splitlines()
+        follower_metrics = dict(line.split("\t", 1) for line in lines)
+        assert follower_metrics["zk_server_state"] == "follower"
+        assert follower_metrics["zk_peer_state"] == "following - broadcast"
+        assert "zk_synced_followers" not in follower_metrics
+    finally:
+        client.stop()
+        client.close()

@@ -203,6 +203,18 @@ class ConnectionInfo:
     established_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsembleFigures:
+    quorum_size: int
+    followers: int  # other members (voters and learners)
+    synced_followers: int  # voters whose log matches the leader's (leader only)
+    synced_observers: int
+    pending_syncs: int
+    proposal_size_last: int  # bytes
+    proposal_size_min: int
+    proposal_size_max: int
+
+
 @dataclass(slots=True)
 class ServerStats:
     packets_received: int = 0
@@ -285,6 +297,7 @@ class Replica:
         self._applied_index = tree.last_zxid
         self._persist_in_flight: tuple[int, Ready] | None = None
         self._lazy_hard_state: HardState | None = None  # a commit-only change not on disk yet
+        self._proposal_sizes = (0, 0, 0)  # bytes of proposed entries: last, min, max
         self._persist_token = 0
         self._pending_reaps: set[str] = set()
         self._next_reap_ms = now_ms + config.container_check_interval_ms
@@ -533,6 +546,8 @@ class Replica:
                     log.warning("replica %d forwarded a write of replica %d", peer_id, origin_id)
                 elif self._raft.role is not Role.LEADER or self._raft.propose(txn) is None:
                     self._send(peer_id, ForwardRejected(token=token), out)
+                else:
+                    self._record_proposal(len(txn))
             case ForwardRejected(token=token):
                 origin = self._proposals.pop(token, None)
                 if origin is not None:
@@ -599,6 +614,31 @@ class Replica:
         """When the session expires unless it is heard from (monotonic ms), if tracked here."""
         return self._expiry.deadline_ms(session_id)
 
+    def _record_proposal(self, size: int) -> None:
+        _, low, high = self._proposal_sizes
+        self._proposal_sizes = (size, min(low, size) if low else size, max(high, size))
+
+    def ensemble_figures(self) -> EnsembleFigures:
+        """What `mntr`/`srvr` report about replication (ZooKeeper's leader metrics)."""
+        voters = self.config.voter_ids
+        learners = self.config.learners
+        last = self._raft.last_index
+        synced = {
+            peer
+            for peer in (*voters, *learners)
+            if peer != self.config.replica_id and self._raft.peer_match_index(peer) == last
+        }
+        return EnsembleFigures(
+            quorum_size=len(voters) // 2 + 1,
+            followers=len(voters) - 1 + len(learners),
+            synced_followers=len(synced - set(learners)),
+            synced_observers=len(synced & set(learners)),
+            pending_syncs=len(self._syncs) + len(self._sync_targets),
+            proposal_size_last=self._proposal_sizes[0],
+            proposal_size_min=self._proposal_sizes[1],
+            proposal_size_max=self._proposal_sizes[2],
+        )
+
     def on_shutdown(self, now_ms: int) -> Outbox:
         """A graceful stop: a leader hands leadership to its most up-to-date voter first,
         so the ensemble does not wait an election timeout (Raft's leader transfer)."""
@@ -631,6 +671,7 @@ class Replica:
         token = self._next_token
         self._next_token += 1
         data = encode_entry_data(txn, Origin(replica_id=self.config.replica_id, token=token))
+        self._record_proposal(len(data))
         if self._raft.role is Role.LEADER:
             accepted = self._raft.propose(data) is not None
         elif self._leader_id and connection is not None:

@@ -153,7 +153,17 @@ def _counters(view: ServerView) -> str:
         + f"Zxid: 0x{replica.last_zxid:x}\n"
         + f"Mode: {server_mode(view)}\n"
         + f"Node count: {replica.tree.node_count}\n"
+        + _proposal_line(view)
     )
+
+
+def _proposal_line(view: ServerView) -> str:
+    """ZooKeeper's leader adds its proposal sizes to srvr/stat."""
+    if not (view.config.is_ensemble and view.replica.is_leader):
+        return ""
+    f = view.replica.ensemble_figures()
+    low, high = f.proposal_size_min, f.proposal_size_max
+    return f"Proposal sizes last/min/max: {f.proposal_size_last}/{low}/{high}\n"
 
 
 def _srvr(view: ServerView) -> str:
@@ -403,7 +413,28 @@ def monitor_metrics(view: ServerView) -> list[tuple[str, int | float | str]]:
         ("zk_non_mtls_remote_conn_count", 0),
         ("zk_non_mtls_local_conn_count", 0),
     ]
+    if view.config.is_ensemble:
+        figures = replica.ensemble_figures()
+        mode = server_mode(view)
+        metrics += [
+            ("zk_quorum_size", figures.quorum_size),
+            ("zk_peer_state", f"{_PEER_STATES.get(mode, 'looking')} - broadcast"),
+        ]
+        if replica.is_leader:
+            metrics += [
+                ("zk_learners", figures.followers),
+                ("zk_synced_followers", figures.synced_followers),
+                ("zk_synced_non_voting_followers", 0),
+                ("zk_synced_observers", figures.synced_observers),
+                ("zk_pending_syncs", figures.pending_syncs),
+                ("zk_last_proposal_size", figures.proposal_size_last),
+                ("zk_max_proposal_size", figures.proposal_size_max),
+                ("zk_min_proposal_size", figures.proposal_size_min),
+            ]
     return metrics
+
+
+_PEER_STATES = {"leader": "leading", "follower": "following", "observer": "observing"}
 
 
 def _mntr(view: ServerView) -> str:
