@@ -465,7 +465,9 @@ class Replica:
         session_id = connection.session_id
         if session_id and session_id not in self._closing_sessions:
             self._expiry.touch(session_id, connection.timeout_ms, now_ms)
-            self._touched[session_id] = connection.timeout_ms  # for the leader (on_tick)
+            if self._leader_id != self.config.replica_id:
+                # A follower tells the leader (which owns expiry) at its next tick.
+                self._touched[session_id] = connection.timeout_ms
         opcode = event.opcode
         pending = _Pending(
             xid=event.xid,
