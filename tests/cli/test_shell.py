@@ -675,23 +675,17 @@ def test_repl_ctrl_c_interrupts_a_waiting_command(
                 break
         else:
             pytest.fail("Ctrl-C never interrupted the command")
-        # Interrupted after `connect` closed the old session: the shell is not connected
-        # (prompt CLOSED, and `ls /` fails); interrupted before that: it stays on the old
-        # server (prompt CONNECTED, and `ls /` works). Both are right; which one depends
-        # on when the Ctrl-C lands.
-        closed = child.expect([r"\(CLOSED\) [01]\]", r"\(CONNECTED\) [01]\]"]) == 0
-        expected = "Not connected" if closed else re.escape("[]")  # the chroot is empty
-        # A Ctrl-C still in flight may clear this line: type it until it runs.
+        # Whether the Ctrl-C landed before or after `connect` closed the old session
+        # depends on timing (both are right); either way the shell goes on. A Ctrl-C
+        # still in flight may clear this line: type it until it runs.
         for _ in range(10):
-            child.sendline("ls /")
-            if child.expect([expected, pexpect.TIMEOUT], timeout=2) == 0:
+            child.sendline("version")
+            if child.expect(["corral shell version", pexpect.TIMEOUT], timeout=2) == 0:
                 break
         else:
-            pytest.fail("`ls /` never ran after the interrupt")
+            pytest.fail("the shell did not go on after the interrupt")
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
-    # The shell exits with the code of its last failed command: `ls /` when it was not
-    # connected (1), else the interrupted `connect` (130).
-    assert child.exitstatus == (1 if closed else 130)
+    assert child.exitstatus == 130  # its last failed command: the interrupted `connect`
