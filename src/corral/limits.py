@@ -7,10 +7,8 @@ here, and the code checks it where the data enters.
 
 FRAME_SIZE_MAX = 0xFFFFF  # bytes; ZooKeeper's jute.maxbuffer default (1 048 575)
 FRAME_SIZE_HARD_MAX = 0x7FFFFFF  # bytes; the largest jute.maxbuffer we accept in config
-PATH_LENGTH_MAX = FRAME_SIZE_MAX  # bytes; ZooKeeper has no limit beyond the frame
 ACL_ENTRIES_MAX = 1_024  # entries in one ACL list
 MULTI_OPS_MAX = 10_000  # ops in one multi / multiRead request
-WATCH_PATHS_PER_SET_WATCHES_MAX = 1_000_000  # paths in one setWatches request
 AUTH_IDS_PER_CONNECTION_MAX = 64  # identities one connection may accumulate
 PASSWORD_SIZE = 16  # bytes; every client expects exactly 16
 SEQUENCE_DIGITS = 10  # %010d
@@ -24,7 +22,6 @@ HANDSHAKE_TIMEOUT_MS = 10_000  # a connection that sends no ConnectRequest is dr
 CONTAINER_CHECK_INTERVAL_DEFAULT_MS = 60_000
 CONTAINER_DELETES_PER_MINUTE_MAX = 10_000
 
-assert PATH_LENGTH_MAX <= FRAME_SIZE_MAX
 assert FRAME_SIZE_MAX <= FRAME_SIZE_HARD_MAX
 
 PEER_FRAME_SIZE_MAX = 16 * 1024 * 1024  # bytes in one replica-to-replica frame

@@ -11,14 +11,11 @@ from corral.consensus.types import Entry, EntryKind, Message, MessageKind, Snaps
 from corral.protocol.errors import DecodeError, ProtocolError
 from corral.replica.messages import (
     MESSAGE_FIELDS,
-    Envelope,
     Forward,
     ForwardRejected,
     RaftPayload,
     Touch,
-    decode_envelope,
     decode_payload,
-    encode_envelope,
     encode_payload,
 )
 
@@ -99,17 +96,11 @@ def test_payloads_round_trip(payload: object) -> None:
     assert decode_payload(encode_payload(payload)) == payload  # type: ignore[arg-type]
 
 
-@given(envelope=st.builds(Envelope, origin_id=replica_ids, token=non_negative, txn=st.binary()))
-def test_envelopes_round_trip(envelope: Envelope) -> None:
-    assert decode_envelope(encode_envelope(envelope)) == envelope
-
-
 @settings(max_examples=300)
 @given(data=st.binary(max_size=200))
 def test_arbitrary_bytes_raise_only_decode_errors(data: bytes) -> None:
-    for decode in (decode_payload, decode_envelope):
-        with contextlib.suppress(ProtocolError):
-            decode(data)
+    with contextlib.suppress(ProtocolError):
+        decode_payload(data)
 
 
 @settings(max_examples=200)

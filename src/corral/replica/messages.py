@@ -13,7 +13,6 @@ Rules:
   (`Touch`: the leader owns expiry). A leader that cannot take a forwarded write answers
   `ForwardRejected` so the origin can fail it at once. (A follower's `sync` uses Raft's
   own read-index messages.)
-* Entries proposed in an ensemble carry an `Envelope` (origin id, token, txn bytes).
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ class RaftPayload:
 class Forward:
     origin_id: int
     token: int  # unique per origin replica while it runs
-    txn: bytes  # tree.txn.encode_txn(...)
+    txn: bytes  # the entry data: tree.txn.encode_entry_data(txn, origin)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,15 +79,6 @@ class Touch:
 
 
 Payload = RaftPayload | Forward | ForwardRejected | Touch
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Envelope:
-    """The data of a NORMAL entry in an ensemble: who proposed it, and the txn."""
-
-    origin_id: int
-    token: int
-    txn: bytes
 
 
 # --------------------------------------------------------------------------- encode
@@ -114,14 +104,6 @@ def encode_payload(payload: Payload) -> bytes:
             for session_id, timeout_ms in sessions:
                 w.int64(session_id)
                 w.int32(timeout_ms)
-    return w.getvalue()
-
-
-def encode_envelope(envelope: Envelope) -> bytes:
-    w = Writer()
-    w.int32(envelope.origin_id)
-    w.int64(envelope.token)
-    w.buffer(envelope.txn)
     return w.getvalue()
 
 
@@ -192,16 +174,6 @@ def decode_payload(data: bytes) -> Payload:
     if r.remaining:
         raise DecodeError(f"{r.remaining} stray bytes after a {kind.name} payload")
     return payload
-
-
-def decode_envelope(data: bytes) -> Envelope:
-    r = Reader(data)
-    origin_id = _replica_id(r.int32())
-    token = r.int64()
-    txn = _bytes(r)
-    if r.remaining:
-        raise DecodeError("stray bytes after an envelope")
-    return Envelope(origin_id=origin_id, token=token, txn=txn)
 
 
 def _read_message(r: Reader) -> Message:

@@ -657,14 +657,6 @@ class Replica:
         self._pump(out)
         return out
 
-    def next_timer_ms(self) -> int:
-        """The next monotonic instant at which `on_tick` has something to do."""
-        candidates = [self._next_raft_tick_ms, self._next_reap_ms]
-        deadline = self._expiry.next_deadline_ms()
-        if deadline is not None:
-            candidates.append(deadline)
-        return min(candidates)
-
     # ------------------------------------------------------------------ consensus plumbing
 
     def _propose(
