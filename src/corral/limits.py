@@ -19,6 +19,9 @@ TICK_TIME_DEFAULT_MS = 2_000
 MAX_CLIENT_CNXNS_DEFAULT = 60  # connections per client address; 0 = unlimited
 PENDING_REQUESTS_PER_CONNECTION_MAX = 10_000  # requests in flight on one connection
 HANDSHAKE_TIMEOUT_MS = 10_000  # a connection that sends no ConnectRequest is dropped
+# A member of an ensemble without a leader this long (or tickTime, if longer) has lost its
+# quorum: it stops serving, or serves read-only clients (ZooKeeper's read-only start delay).
+QUORUM_LOST_GRACE_MIN_MS = 2_000
 CONTAINER_CHECK_INTERVAL_DEFAULT_MS = 60_000
 CONTAINER_DELETES_PER_MINUTE_MAX = 10_000
 

@@ -53,7 +53,7 @@ class Client:
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, *, read_only_mode_enabled: bool = False) -> None:
         self.now_ms = 0
         self.storages = {rid: MemoryLogStorage() for rid in IDS}
         self.replicas: dict[int, Replica] = {}
@@ -63,7 +63,12 @@ class Cluster:
         self._next_connection = 1
         for rid in IDS:
             self.replicas[rid] = Replica(
-                config=ReplicaConfig(replica_id=rid, voters=IDS, tick_time_ms=500),
+                config=ReplicaConfig(
+                    replica_id=rid,
+                    voters=IDS,
+                    tick_time_ms=500,
+                    read_only_mode_enabled=read_only_mode_enabled,
+                ),
                 storage=self.storages[rid],
                 tree=DataTree(),
                 random_bytes=lambda size, rid=rid: bytes([rid]) * size,
@@ -150,7 +155,7 @@ class Cluster:
 
     # ------------------------------------------------------------------ clients
 
-    def connect(self, rid: int, **fields: int) -> Client:
+    def connect(self, rid: int, *, read_only: bool = False, **fields: int) -> Client:
         connection_id = self._next_connection
         self._next_connection += 1
         client = Client(replica_id=rid, connection_id=connection_id)
@@ -165,7 +170,7 @@ class Cluster:
             timeout_ms=fields.get("timeout_ms", 10_000),
             session_id=fields.get("session_id", 0),
             password=bytes(16) if "password" not in fields else fields["password"],  # type: ignore[arg-type]
-            read_only=False,
+            read_only=read_only,
         )
         client.codec.connect(request)
         self.execute(

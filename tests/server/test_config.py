@@ -134,3 +134,12 @@ def test_a_single_server_line_is_standalone() -> None:
     config = build_config({"server.1": "127.0.0.1:2888:3888"})
     assert not config.is_ensemble
     assert config.replica_config().voter_ids == (1,)
+
+
+@pytest.mark.parametrize("key", ["readonlymode.enabled", "zookeeper.readonlymode.enabled"])
+def test_read_only_mode_reaches_the_replica(key: str) -> None:
+    assert not build_config({}).replica_config().read_only_mode_enabled
+    config = build_config({key: "true"})
+    assert config.read_only_mode_enabled and config.replica_config().read_only_mode_enabled
+    with pytest.raises(ConfigError):
+        build_config({key: "maybe"})

@@ -13,6 +13,13 @@ Rules:
   before that write's reply.
 * Decisions that are not a pure function of (tree, entry) — session ids, passwords,
   timestamps, expiry, reaping — are made here (on the leader) and written into the log.
+* A member of an ensemble that has known no leader for QUORUM_LOST_GRACE (ZooKeeper's
+  read-only start delay: max(2 s, tickTime)) has lost its quorum: it closes every client
+  connection (so clients move to a server that can serve them) and stops serving. With
+  read-only mode on it then accepts clients whose connect request allows a read-only
+  server: their sessions are local (never in the log, gone when the quorum is back),
+  reads and watches work, writes and sync answer NOTREADONLY. When a leader is known
+  again every connection is closed once more and normal service resumes.
 
 What it must not know: sockets, files, the asyncio loop, the four-letter word formats.
 """
@@ -117,6 +124,17 @@ class ReplicaConfig:
     handshake_timeout_ms: int = limits.HANDSHAKE_TIMEOUT_MS
     voters: tuple[int, ...] = ()  # () = this replica alone (standalone)
     learners: tuple[int, ...] = ()  # non-voting replicas (ZooKeeper's observers)
+    read_only_mode_enabled: bool = False  # serve read-only clients without a quorum
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.voter_ids != (self.replica_id,) or bool(self.learners)
+
+    @property
+    def quorum_lost_grace_ms(self) -> int:
+        """How long without a leader before the quorum counts as lost (ZooKeeper waits
+        this long before starting its read-only server)."""
+        return max(limits.QUORUM_LOST_GRACE_MIN_MS, self.tick_time_ms)
 
     @property
     def voter_ids(self) -> tuple[int, ...]:
@@ -171,6 +189,21 @@ class _Pending:
     phase: _Phase
     frames: list[bytes] = field(default_factory=list)
     close_after: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class _LocalSession:
+    """A session of a read-only client: known to this replica alone, never in the log."""
+
+    password: bytes
+    timeout_ms: int
+
+
+# Refused by a replica without a quorum (read-only mode), as ZooKeeper does.
+_READ_ONLY_REFUSED: frozenset[int] = (WRITE_OPS - {OpCode.CLOSE_SESSION}) | {
+    OpCode.CHECK,
+    OpCode.SYNC,
+}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -302,6 +335,11 @@ class Replica:
         self._pending_reaps: set[str] = set()
         self._next_reap_ms = now_ms + config.container_check_interval_ms
         self._next_raft_tick_ms = now_ms + config.raft_tick_ms
+        # Quorum loss (see the module rules): since when no leader is known, whether the
+        # quorum counts as lost, and the local sessions of read-only clients meanwhile.
+        self._leaderless_since_ms: int | None = now_ms if config.is_ensemble else None
+        self._quorum_lost = False
+        self._local_sessions: dict[int, _LocalSession] = {}
         # Sessions restored from a snapshot get a fresh full timeout to come back.
         for session in tree.sessions.values():
             self._expiry.touch(session.session_id, session.timeout_ms, now_ms)
@@ -325,6 +363,16 @@ class Replica:
     @property
     def is_leader(self) -> bool:
         return self._raft.role is Role.LEADER
+
+    @property
+    def serving(self) -> bool:
+        """False while the quorum is lost and read-only mode is off: clients are refused."""
+        return not self._quorum_lost or self.config.read_only_mode_enabled
+
+    @property
+    def read_only(self) -> bool:
+        """Serving read-only clients only, for want of a quorum."""
+        return self._quorum_lost and self.config.read_only_mode_enabled
 
     @property
     def outstanding_requests(self) -> int:
@@ -379,6 +427,9 @@ class Replica:
             self.config.session_timeout_max_ms,
         )
         connection.timeout_ms = timeout_ms
+        if self._quorum_lost:
+            self._connect_read_only(connection, request, timeout_ms, now_ms, out)
+            return out
         if request.session_id == 0:
             session_id = self._new_session_id()
             password = self._random_bytes(limits.PASSWORD_SIZE)
@@ -451,6 +502,55 @@ class Replica:
         out.reply.append((connection_id, frame))
         return out
 
+    def _connect_read_only(
+        self,
+        connection: ConnectionInfo,
+        request: ConnectRequest,
+        timeout_ms: int,
+        now_ms: int,
+        out: Outbox,
+    ) -> None:
+        """The handshake without a quorum: only read-only clients, with local sessions."""
+        if not (self.config.read_only_mode_enabled and request.read_only):
+            # No reply, as ZooKeeper: the client tries another server.
+            self._close(connection, out)
+            return
+        session_id = request.session_id
+        if session_id == 0:
+            session_id = self._new_session_id()
+            local = _LocalSession(
+                password=self._random_bytes(limits.PASSWORD_SIZE), timeout_ms=timeout_ms
+            )
+            self._local_sessions[session_id] = local
+            log.info("read-only session 0x%x created for %s", session_id, connection.address)
+        else:
+            found = self._local_sessions.get(session_id)
+            if found is None or found.password != request.password:
+                # A global session cannot be re-attached without a quorum (nor can a
+                # local one with the wrong password): refused like ZooKeeper, no reply.
+                self._close(connection, out)
+                return
+            local = found
+            local.timeout_ms = timeout_ms
+            previous = self.connections.get(self._session_owner.get(session_id, -1))
+            if previous is not None and previous is not connection:
+                self._close(previous, out)
+        connection.session_id = session_id
+        connection.handshake_done = True
+        connection.established_ms = now_ms
+        self._session_owner[session_id] = connection.connection_id
+        self._expiry.touch(session_id, timeout_ms, now_ms)
+        frame = encode_connect_response(
+            ConnectResponse(
+                protocol_version=0,
+                timeout_ms=timeout_ms,
+                session_id=session_id,
+                password=local.password,
+                read_only=True,
+            )
+        )
+        out.reply.append((connection.connection_id, frame))
+
     def on_request(self, connection_id: int, event: Request, now_ms: int, wall_ms: int) -> Outbox:
         out = Outbox()
         connection = self.connections.get(connection_id)
@@ -465,7 +565,7 @@ class Replica:
         session_id = connection.session_id
         if session_id and session_id not in self._closing_sessions:
             self._expiry.touch(session_id, connection.timeout_ms, now_ms)
-            if self._leader_id != self.config.replica_id:
+            if self._leader_id != self.config.replica_id and not self._quorum_lost:
                 # A follower tells the leader (which owns expiry) at its next tick.
                 self._touched[session_id] = connection.timeout_ms
         opcode = event.opcode
@@ -482,6 +582,11 @@ class Replica:
             self._finish(pending, ErrorCode.UNIMPLEMENTED, None, zxid=-1, close=True)
         elif session_id in self._closing_sessions:
             self._finish(pending, ErrorCode.SESSION_EXPIRED, None)
+        elif session_id in self._local_sessions and opcode in _READ_ONLY_REFUSED:
+            self._finish(pending, ErrorCode.NOT_READ_ONLY, None)
+        elif session_id in self._local_sessions and opcode == OpCode.CLOSE_SESSION:
+            self._drop_local_session(session_id)
+            self._finish(pending, ErrorCode.OK, None, close=True)
         elif opcode in WRITE_OPS:
             pending.phase = _Phase.PROPOSED
             identities = connection.identities
@@ -586,6 +691,20 @@ class Replica:
         while now_ms >= self._next_raft_tick_ms:
             self._raft.tick()
             self._next_raft_tick_ms += self.config.raft_tick_ms
+        since = self._leaderless_since_ms
+        if (
+            since is not None
+            and not self._quorum_lost
+            and now_ms - since >= self.config.quorum_lost_grace_ms
+        ):
+            self._lose_quorum(out)
+        if self._local_sessions:
+            for session_id in self._expiry.expired(now_ms):
+                if session_id in self._local_sessions:
+                    self._drop_local_session(session_id)
+                    owner = self.connections.get(self._session_owner.get(session_id, -1))
+                    if owner is not None:
+                        self._close(owner, out)
         if self._touched and self._leader_id and self._leader_id != self.config.replica_id:
             sessions = tuple(self._touched.items())
             self._touched.clear()
@@ -611,6 +730,34 @@ class Replica:
                 self._reap(wall_ms, out)
         self._pump(out)
         return out
+
+    def _lose_quorum(self, out: Outbox) -> None:
+        self._quorum_lost = True
+        log.warning(
+            "no leader for %d ms: the quorum is lost; %s",
+            self.config.quorum_lost_grace_ms,
+            "serving read-only clients only"
+            if self.config.read_only_mode_enabled
+            else "not serving clients",
+        )
+        self._close_all_connections(out)
+
+    def _regain_quorum(self, out: Outbox) -> None:
+        self._quorum_lost = False
+        log.info("leader %d known: serving clients again", self._leader_id)
+        # Read-only sessions were local: their clients reconnect and start new sessions.
+        self._close_all_connections(out)
+        for session_id in list(self._local_sessions):
+            self._drop_local_session(session_id)
+
+    def _close_all_connections(self, out: Outbox) -> None:
+        for connection in list(self.connections.values()):
+            self._close(connection, out)
+
+    def _drop_local_session(self, session_id: int) -> None:
+        del self._local_sessions[session_id]
+        self._expiry.remove(session_id)
+        self._touched.pop(session_id, None)
 
     def session_deadline_ms(self, session_id: int) -> int | None:
         """When the session expires unless it is heard from (monotonic ms), if tracked here."""
@@ -735,6 +882,13 @@ class Replica:
         if leader_id == self._leader_id:
             return
         previous, self._leader_id = self._leader_id, leader_id
+        if leader_id == 0:
+            if self.config.is_ensemble and self._leaderless_since_ms is None:
+                self._leaderless_since_ms = self._now_ms
+        else:
+            self._leaderless_since_ms = None
+            if self._quorum_lost:
+                self._regain_quorum(out)
         if leader_id == self.config.replica_id:
             # A new leader gives every session a fresh timeout (it cannot know when the
             # old one last heard from them).
@@ -904,7 +1058,7 @@ class Replica:
         while True:
             session_id = self._next_session_id
             self._next_session_id += 1
-            if session_id not in self.tree.sessions:
+            if session_id not in self.tree.sessions and session_id not in self._local_sessions:
                 return session_id
 
     # ------------------------------------------------------------------ per-connection queue

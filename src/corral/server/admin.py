@@ -451,7 +451,11 @@ COMMANDS: tuple[Command, ...] = (
         aliases=("icfg",),
         run=_fields(lambda view: {"initial_configuration": view.config.source_text}),
     ),
-    Command(name="is_read_only", aliases=("isro",), run=_fields(lambda view: {"read_only": False})),
+    Command(
+        name="is_read_only",
+        aliases=("isro",),
+        run=_fields(lambda view: {"read_only": view.replica.read_only}),
+    ),
     Command(name="last_snapshot", aliases=("lsnp",), run=_last_snapshot),
     Command(
         name="leader",

@@ -45,6 +45,7 @@ _ALIASES = {
         "DigestAuthenticationProvider.superDigest"
     ),
     "zookeeper.jute.maxbuffer": "jute.maxbuffer",
+    "zookeeper.readonlymode.enabled": "readonlymode.enabled",
     "zookeeper.snapCount": "snapCount",
     "zookeeper.preAllocSize": "preAllocSize",
     "zookeeper.forceSync": "forceSync",
@@ -166,6 +167,7 @@ class ServerConfig:
     members: tuple[Member, ...] = ()  # the ensemble; () = standalone
     my_id: int = 1  # this server's N (dataDir/myid, or the `myid` key)
     ensemble_secret: str = ""  # shared by the members; peers prove they know it
+    read_only_mode_enabled: bool = False  # readonlymode.enabled: serve reads without quorum
     source_text: str = ""  # the zoo.cfg text, for `conf`/diagnostics
     unknown: dict[str, str] = field(default_factory=dict)
 
@@ -188,6 +190,7 @@ class ServerConfig:
             min_session_timeout_ms=self.min_session_timeout_ms,
             max_session_timeout_ms=self.max_session_timeout_ms,
             max_client_cnxns=self.max_client_cnxns,
+            read_only_mode_enabled=self.read_only_mode_enabled,
             extended_types_enabled=self.extended_types_enabled,
             skip_acl=self.skip_acl,
             enforce_quota=self.enforce_quota,
@@ -346,6 +349,8 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
             changes["my_id"] = _parse_int(key, value, minimum=1)
         elif key == "ensemble.secret":
             changes["ensemble_secret"] = value
+        elif key == "readonlymode.enabled":
+            changes["read_only_mode_enabled"] = _parse_bool(key, value)
         elif key == "dynamicConfigFile":
             raise ConfigError(f"{key}: dynamic reconfiguration is not supported")
         elif key in _KNOWN_IGNORED:

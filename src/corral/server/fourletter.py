@@ -2,7 +2,9 @@
 
 Rules: output formats follow ZooKeeper's (server-semantics §18) so that monitoring
 tools and `zkServer.sh status` parse them; values are corral's. A known word that is
-not whitelisted gets ZooKeeper's refusal line. Pure formatting over a ServerView; the
+not whitelisted gets ZooKeeper's refusal line; a server without a quorum (and without
+read-only mode) answers the words about its serving state with ZooKeeper's
+not-serving line. Pure formatting over a ServerView; the
 only state changes are the two reset words (crst, srst) and the trace mask (stmk).
 
 The public functions below the formatters (`conf_pairs`, `environment_pairs`,
@@ -97,6 +99,8 @@ def server_mode(view: ServerView) -> str:
     replica = view.replica
     if not view.config.is_ensemble:
         return "standalone"
+    if replica.read_only:
+        return "read-only"
     if replica.is_leader:
         return "leader"
     if replica.config.replica_id in replica.config.learners:
@@ -113,14 +117,15 @@ def java_double(value: float) -> str:
 
 def answer(word: str, view: ServerView, argument: int | None = None) -> str:
     """The full text to write back for `word` (the connection is closed afterwards)."""
-    if (
-        word not in view.config.four_letter_whitelist
-        and "*" not in view.config.four_letter_whitelist
-    ):
+    whitelist = view.config.four_letter_whitelist
+    always = word == "isro" and view.config.read_only_mode_enabled  # as in ZooKeeper
+    if word not in whitelist and "*" not in whitelist and not always:
         return f"{word} is not executed because it is not in the whitelist.\n"
     handler = _HANDLERS.get(word)
     if handler is None:
         return ""
+    if word in _NEED_SERVING and not view.replica.serving:
+        return NOT_SERVING + "\n"
     if word == "stmk":
         view.trace_mask = argument if argument is not None else view.trace_mask
     return handler(view)
@@ -166,8 +171,14 @@ def _proposal_line(view: ServerView) -> str:
     return f"Proposal sizes last/min/max: {f.proposal_size_last}/{low}/{high}\n"
 
 
+def _version_lines(view: ServerView) -> str:
+    if view.replica.read_only:
+        return VERSION_LINE + "\nREAD-ONLY mode; serving only read-only clients\n"
+    return VERSION_LINE + "\n"
+
+
 def _srvr(view: ServerView) -> str:
-    return VERSION_LINE + "\n" + _counters(view)
+    return _version_lines(view) + _counters(view)
 
 
 def _connection_brief(connection: ConnectionInfo) -> str:
@@ -181,10 +192,10 @@ def _connection_brief(connection: ConnectionInfo) -> str:
 
 
 def _stat(view: ServerView) -> str:
-    lines = [VERSION_LINE, "Clients:"]
+    lines = ["Clients:"]
     for connection in view.replica.connections.values():
         lines.append(_connection_brief(connection) + ")")
-    return "\n".join(lines) + "\n\n" + _counters(view)
+    return _version_lines(view) + "\n".join(lines) + "\n\n" + _counters(view)
 
 
 def _cons(view: ServerView) -> str:
@@ -461,9 +472,23 @@ def _srst(view: ServerView) -> str:
     return "Server stats reset.\n"
 
 
+def _isro(view: ServerView) -> str:
+    if not view.replica.serving:
+        return "null"
+    return "ro" if view.replica.read_only else "rw"
+
+
+# What a server without a quorum (and without read-only mode) answers to the words that
+# describe the serving state, as ZooKeeper's do when its server is not running.
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
+_NEED_SERVING = frozenset(
+    {"srvr", "stat", "cons", "conf", "dirs", "dump", "mntr", "crst", "srst", "wchs", "wchc"}
+    | {"wchp", "hash"}
+)
+
 _HANDLERS: dict[str, Callable[[ServerView], str]] = {
     "ruok": lambda view: "imok",
-    "isro": lambda view: "rw",
+    "isro": _isro,
     "srvr": _srvr,
     "stat": _stat,
     "cons": _cons,
