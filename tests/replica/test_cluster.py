@@ -59,6 +59,8 @@ class Cluster:
         self.replicas: dict[int, Replica] = {}
         self.network: deque[tuple[int, int, bytes]] = deque()
         self.cut: set[int] = set()  # replicas whose traffic is dropped both ways
+        self.stalled: set[int] = set()  # replicas whose disk holds every persist
+        self.held: dict[int, list[Outbox]] = {rid: [] for rid in IDS}  # (stalled disks)
         self.clients: dict[tuple[int, int], Client] = {}
         self._next_connection = 1
         for rid in IDS:
@@ -102,6 +104,9 @@ class Cluster:
                     self.replicas[rid].on_connection_closed(connection_id)
             for connection_id in current.paused:
                 pending.append(self.replicas[rid].on_output_drained(connection_id, self.now_ms))
+            if current.persist is not None and rid in self.stalled:
+                self.held[rid].append(current)  # its sends wait for the persist too
+                continue
             if current.persist is not None:
                 storage = self.storages[rid]
                 if current.persist.entries:
@@ -117,6 +122,17 @@ class Cluster:
             # Messages go out after the persist above (the Outbox contract).
             for peer_id, payload in current.send:
                 self.network.append((rid, peer_id, payload))
+
+    def unstall(self, rid: int) -> None:
+        """The stalled disk of `rid` finishes what it holds."""
+        self.stalled.discard(rid)
+        held, self.held[rid] = self.held[rid], []
+        for out in held:
+            out.reply.clear()  # already delivered when it was held
+            out.close.clear()
+            out.paused.clear()
+            self.execute(rid, out)
+        self.deliver()
 
     def deliver(self, rounds_max: int = 10_000) -> None:
         for _ in range(rounds_max):
@@ -301,3 +317,23 @@ def test_a_cut_off_minority_refuses_writes() -> None:
     assert not any(r.err == ErrorCode.OK for r in replies)
     assert all(cluster.replicas[rid].tree.get("/lonely") is None for rid in IDS if rid != follower)
     assert cluster.replicas[leader].is_leader
+
+
+def test_a_leader_with_a_slow_disk_keeps_its_followers() -> None:
+    """While the leader's fsync takes longer than an election timeout, its heartbeats
+    still go out (they depend on nothing unpersisted), so no follower starts an election."""
+    cluster = Cluster()
+    leader = cluster.elect()
+    client = cluster.connect(leader)
+    term_before = {rid: r._raft.term for rid, r in cluster.replicas.items()}
+    cluster.stalled.add(leader)
+    cluster.send(client, OpCode.CREATE, create("/slow"))  # its persist hangs
+    assert cluster.held[leader], "the write's persist should be held by the stalled disk"
+    cluster.advance(5 * 500)  # several tickTimes: elections would start after 1-2
+    assert cluster.leader() == leader
+    assert {rid: r._raft.term for rid, r in cluster.replicas.items()} == term_before
+    cluster.unstall(leader)
+    cluster.advance(500)
+    assert all(r.tree.get("/slow") is not None for r in cluster.replicas.values())
+    replies = [r for r in client.replies() if r.opcode == OpCode.CREATE]
+    assert [r.err for r in replies] == [ErrorCode.OK]

@@ -867,6 +867,11 @@ class Replica:
             self._queue_messages(ready.messages, out)
             self._raft.advance(ready)
             self._notice_leader(out)
+        if self._persist_in_flight is not None:
+            # A persist is under way (a slow fsync): the messages that depend on nothing
+            # unpersisted — a leader's heartbeats and appends, heartbeat answers, read
+            # index traffic — go now, or a slow disk would look like a dead leader.
+            self._queue_messages(self._raft.take_messages(), out)
         self._notice_leader(out)
 
     def _queue_messages(self, messages: tuple[Message, ...], out: Outbox) -> None:
