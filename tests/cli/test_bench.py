@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from corral.cli import bench_load
+from corral.cli import bench_failover, bench_load
 from corral.cli.bench import (
     _split,
     add_bench_parser,
@@ -49,6 +49,7 @@ from corral.cli.bench_stats import (
     summarize,
 )
 from corral.cli.launch import ZOOKEEPER_INSTALL_HINT, ApacheZooKeeper, zookeeper_available
+from tests.support.servers import require_zookeeper
 
 # --------------------------------------------------------------------------- percentiles
 
@@ -581,3 +582,135 @@ def test_bench_help_renders() -> None:
     assert result.returncode == 0, result.stderr
     assert "--compare" in result.stdout
     assert "90% getData" in result.stdout
+
+
+# --------------------------------------------------------------------------- failover
+
+
+def _trial(product: str, trial: int, write_ms: float | None) -> bench_failover.TrialResult:
+    return bench_failover.TrialResult(
+        product=product,
+        trial=trial,
+        old_leader_id=1,
+        new_leader_id=2,
+        write_ms=write_ms,
+        leader_ms=None if write_ms is None else write_ms - 1,
+        writers=(),
+        failure=None if write_ms is not None else "no acknowledged write",
+    )
+
+
+def test_failover_summary_is_median_and_max_of_the_measured_trials() -> None:
+    results = [
+        _trial("zookeeper", 1, 400.0),
+        _trial("corral", 1, 100.0),
+        _trial("corral", 2, 300.0),
+        _trial("zookeeper", 2, 800.0),
+        _trial("zookeeper", 3, None),
+        _trial("zookeeper", 4, 600.0),
+    ]
+    zookeeper = bench_failover.summarize("zookeeper", results)
+    assert zookeeper.trials == 4
+    assert zookeeper.measured == 3
+    assert zookeeper.write_median_ms == 600.0
+    assert zookeeper.write_max_ms == 800.0
+    assert zookeeper.write_samples_ms == (400.0, 800.0, 600.0)
+    corral = bench_failover.summarize("corral", results)
+    assert corral.write_median_ms == 200.0  # the mean of the middle two
+    assert corral.leader_max_ms == 299.0
+    settings = bench_failover.FailoverSettings(
+        products=("zookeeper", "corral"),
+        trials=4,
+        tick_time_ms=2000,
+        init_limit=10,
+        sync_limit=5,
+        trial_timeout_s=60.0,
+    )
+    text = bench_failover.render_text([zookeeper, corral], settings)
+    ratio_row = next(line for line in text.splitlines() if line.startswith("corral/zookeeper"))
+    assert ratio_row.split()[1:3] == ["0.33x", "0.38x"]  # 200/600, 300/800
+    assert "3/4" in text
+    report = bench_failover.to_json(
+        results=results,
+        summaries=[zookeeper, corral],
+        settings=settings,
+        machine={},
+        command=["corral", "bench", "failover"],
+        started_at="now",
+    )
+    assert report["ratios_corral_over_zookeeper"]["write_median_ms"] == pytest.approx(1 / 3)
+    assert report["settings"]["zoo_cfg"]["forceSync"] == "yes"
+
+
+def test_failover_refuses_contradictory_arguments() -> None:
+    with pytest.raises(SystemExit):
+        _parse(["bench", "failover", "--compare", "--product", "corral"])
+    with pytest.raises(SystemExit):
+        _parse(["bench", "failover", "--trials", "0"])
+    args = _parse(["bench", "failover", "--product", "corral", "--trials", "2"])
+    settings = bench_failover.settings_from_args(args)
+    assert settings.products == ("corral",)
+    assert settings.trials == 2
+    assert settings.tick_time_ms == 2000
+    assert (settings.init_limit, settings.sync_limit) == (10, 5)
+
+
+def _child_pids() -> set[int]:
+    pids: set[int] = set()
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        pids.update(int(pid) for pid in children.read_text().split())
+    return pids
+
+
+@pytest.mark.zookeeper
+def test_failover_measures_both_products_and_stops_every_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_zookeeper()
+    report_path = tmp_path / "failover.json"
+    children_before = _child_pids()
+    # A small tickTime (the same for both) keeps the elections short; the figures are
+    # not checked for speed, only for being there and consistent.
+    code = _run(
+        [
+            "bench",
+            "failover",
+            "--trials",
+            "1",
+            "--tick-time-ms",
+            "200",
+            "--trial-timeout-s",
+            "30",
+            "--json",
+            str(report_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert _child_pids() <= children_before, "a server was left running"
+    report = json.loads(report_path.read_text())
+    assert report["benchmark"] == "failover"
+    assert report["settings"]["tick_time_ms"] == 200
+    trials = report["trials"]
+    assert sorted(t["product"] for t in trials) == ["corral", "zookeeper"]
+    for trial in trials:
+        assert trial["failure"] is None, trial
+        assert trial["write_ms"] > 0, trial
+        assert trial["leader_ms"] > 0, trial
+        assert trial["old_leader_id"] in (1, 2, 3)
+        assert trial["new_leader_id"] in (1, 2, 3)
+        assert trial["new_leader_id"] != trial["old_leader_id"]
+        writers = trial["writers"]
+        assert sorted(w["member_id"] for w in writers) == sorted(
+            {1, 2, 3} - {trial["old_leader_id"]}
+        )
+        assert all(w["acks_before_kill"] >= bench_failover.WARMUP_ACKS for w in writers)
+        # The first write on any survivor is the earliest of the writers' first writes.
+        firsts = [w["first_ack_ms"] for w in writers if w["first_ack_ms"] is not None]
+        assert trial["write_ms"] == min(firsts)
+    summaries = {s["product"]: s for s in report["summary"]}
+    assert summaries["corral"]["measured"] == summaries["zookeeper"]["measured"] == 1
+    assert report["ratios_corral_over_zookeeper"]["write_median_ms"] > 0
+    assert "corral/zookeeper" in captured.out
+    assert "trial 1/1 corral" in captured.err
+    assert "trial 1/1 zookeeper" in captured.err

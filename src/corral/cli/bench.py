@@ -2,6 +2,7 @@
 
     corral bench --server HOST:PORT [--pid PID] [options]
     corral bench --compare [options]          # starts ZooKeeper 3.8 and corral itself
+    corral bench failover [options]           # fail-over of 3-member ensembles (its --help)
 
 Rules:
 - We claim speed only from measurements taken in one run on one machine: --compare runs
@@ -173,7 +174,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\nRules:")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mode = parser.add_mutually_exclusive_group(required=True)
+    # Not required=True: `corral bench failover` takes neither (run_bench checks).
+    mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--server", type=_address, metavar="HOST:PORT", help="benchmark this running server"
     )
@@ -229,6 +231,9 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", type=Path, metavar="FILE", help="write an HTML chart")
     parser.set_defaults(func=run_bench)
+    from corral.cli.bench_failover import add_failover_parser
+
+    add_failover_parser(parser.add_subparsers(dest="bench_command", metavar="failover"))
     return parser
 
 
@@ -634,12 +639,11 @@ class BenchZooKeeper(ApacheZooKeeper):
     ceiling with room for 1,000,000 znodes."""
 
     def __init__(self) -> None:
-        super().__init__(config={"forceSync": "yes"}, heap_size_max_mb=ZOOKEEPER_HEAP_SIZE_MAX_MB)
-
-    def _command(self, workdir: Path) -> tuple[list[str], dict[str, str]]:
-        argv, env = super()._command(workdir)
-        start_up_only = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-        return [a for a in argv if a not in start_up_only], env
+        super().__init__(
+            config={"forceSync": "yes"},
+            heap_size_max_mb=ZOOKEEPER_HEAP_SIZE_MAX_MB,
+            start_up_jvm_flags=False,
+        )
 
 
 def _server_version(host: str, port: int) -> str | None:

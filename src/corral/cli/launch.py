@@ -1,6 +1,7 @@
 """Start and stop real servers as child processes: Apache ZooKeeper and corral.
 
-Used by the differential tests (tests/differential/) and by `corral bench --compare`.
+Used by the differential and cluster tests, `corral bench --compare` and `corral bench
+failover` (an `Ensemble`: three members of either product on loopback).
 
 Rules:
 - Every server listens on 127.0.0.1 only, on a free port chosen here, with a fresh
@@ -37,6 +38,9 @@ ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # logging binding is missing, so add slf4j-simple (logs to stderr, captured in a file).
 ZOOKEEPER_LOG_BINDING_JAR = Path("/usr/share/java/slf4j-simple.jar")
 ZOOKEEPER_MAIN_CLASS = "org.apache.zookeeper.server.ZooKeeperServerMain"
+ZOOKEEPER_QUORUM_MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+# JVM flags that shorten a test's start-up (one GC thread: the cores are shared; C1 only).
+ZOOKEEPER_START_UP_JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 ZOOKEEPER_INSTALL_HINT = (
     "Apache ZooKeeper 3.8 is not installed (needed as the oracle for differential tests "
     "and `corral bench --compare`): install it with "
@@ -156,7 +160,19 @@ class _ServerProcess:
         return data[-size:].decode("utf-8", errors="replace")
 
     def start(self) -> Self:
-        """Start; after `stop(keep_workdir=True)` this restarts on the same port and data."""
+        """Start and wait until ready; after `stop(keep_workdir=True)` this restarts on
+        the same port and data."""
+        self.launch()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # nothing is left behind: no process, no temp directory
+            raise
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (an ensemble member serves
+        only once a quorum of its peers runs); the caller calls `wait_ready` or `stop`."""
         assert self._process is None, "already started"
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"corral-{self.name}-"))
@@ -176,13 +192,13 @@ class _ServerProcess:
                 # runner, which then stops the server cleanly by PID.
                 start_new_session=True,
             )
-            self._wait_ready()
         except BaseException:
-            self.stop()  # nothing is left behind: no process, no temp directory
+            self.stop()
             raise
-        return self
 
-    def _wait_ready(self) -> None:
+    def wait_ready(self) -> None:
+        """Poll until the server is ready; ServerStartError if it exits or its
+        start_timeout_ms passes (the process is left running: the caller stops it)."""
         assert self._process is not None
         deadline = time.monotonic() + self.start_timeout_ms / 1000
         while True:
@@ -267,6 +283,9 @@ class ApacheZooKeeper(_ServerProcess):
     `config` adds or overrides zoo.cfg keys (e.g. {"maxSessionTimeout": "60000"});
     `system_properties` adds -D flags (e.g. {"zookeeper.enforceQuota": "true",
     "zookeeper.DigestAuthenticationProvider.superDigest": "super:..."}).
+    With `myid`, it runs as an ensemble member (QuorumPeerMain, `myid` in its dataDir;
+    `config` carries the server.N lines). `start_up_jvm_flags=False` runs the JVM as
+    shipped (stock JIT and GC), as benchmarks want.
     """
 
     name = "zookeeper"
@@ -279,11 +298,15 @@ class ApacheZooKeeper(_ServerProcess):
         system_properties: Mapping[str, str] | None = None,
         heap_size_max_mb: int = 256,
         start_timeout_ms: int = START_TIMEOUT_MS,
+        myid: int | None = None,
+        start_up_jvm_flags: bool = True,
     ) -> None:
         super().__init__(tick_time_ms=tick_time_ms, start_timeout_ms=start_timeout_ms)
         self.config = dict(config or {})
         self.system_properties = dict(system_properties or {})
         self.heap_size_max_mb = heap_size_max_mb
+        self.myid = myid
+        self.start_up_jvm_flags = start_up_jvm_flags
 
     def zoo_cfg(self) -> dict[str, str]:
         cfg = {
@@ -304,6 +327,8 @@ class ApacheZooKeeper(_ServerProcess):
             raise ServerStartError(ZOOKEEPER_INSTALL_HINT)
         cfg_path = workdir / "zoo.cfg"
         cfg_path.write_text("".join(f"{k}={v}\n" for k, v in self.zoo_cfg().items()))
+        if self.myid is not None:
+            (self.data_dir / "myid").write_text(f"{self.myid}\n")
         properties = {
             "zookeeper.extendedTypesEnabled": "true",
             "zookeeper.admin.enableServer": "false",
@@ -318,12 +343,11 @@ class ApacheZooKeeper(_ServerProcess):
         argv = [
             java,
             f"-Xmx{self.heap_size_max_mb}m",
-            "-XX:+UseSerialGC",  # one GC thread: the machine's cores are shared
-            "-XX:TieredStopAtLevel=1",  # faster start; throughput is not measured here
+            *(ZOOKEEPER_START_UP_JVM_FLAGS if self.start_up_jvm_flags else ()),
             *(f"-D{k}={v}" for k, v in properties.items()),
             "-cp",
             os.pathsep.join(classpath),
-            ZOOKEEPER_MAIN_CLASS,
+            ZOOKEEPER_MAIN_CLASS if self.myid is None else ZOOKEEPER_QUORUM_MAIN_CLASS,
             str(cfg_path),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JVMFLAGS", "JAVA_"))}
@@ -393,3 +417,155 @@ class CorralServer(_ServerProcess):
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         return argv, env
+
+
+# --------------------------------------------------------------------------- ensembles
+
+PRODUCTS = ("corral", "zookeeper")
+ENSEMBLE_SIZE_MAX = 9
+HEALTHY_TIMEOUT_MS = 120_000  # every member started, one leader elected, all serving
+# ZooKeeper refuses quorum mode without initLimit and syncLimit; these are the values of
+# its sample zoo.cfg, given to both products so their settings stay the same.
+ENSEMBLE_CONFIG_DEFAULTS = {"initLimit": "10", "syncLimit": "5", "forceSync": "yes"}
+SERVING_MODES = ("leader", "follower")
+
+
+def server_mode(host: str, port: int, *, timeout_ms: int = PROBE_TIMEOUT_MS) -> str:
+    """The `Mode:` of `srvr` ("leader", "follower", "standalone", ...); "down" when the
+    server does not answer, "not serving" when it answers without a mode (a ZooKeeper
+    member during an election)."""
+    try:
+        text = four_letter_word(host, port, "srvr", timeout_ms=timeout_ms)
+    except OSError:
+        return "down"
+    for line in text.splitlines():
+        if line.startswith("Mode: "):
+            return line.removeprefix("Mode: ").strip()
+    return "not serving"
+
+
+class Ensemble:
+    """`size` voting members of one product ("corral" or "zookeeper") on 127.0.0.1.
+
+    Each member is its own process with its own client, quorum and election ports and
+    data directory (a `myid` in it for ZooKeeper, the `myid` key for corral); the
+    AdminServer is off for both. `config` adds zoo.cfg keys to every member, over
+    ENSEMBLE_CONFIG_DEFAULTS. Members are numbered 1..size; every process is stopped by
+    its PID in `stop()`, also when `start()` fails.
+    """
+
+    def __init__(
+        self,
+        product: str,
+        *,
+        size: int = 3,
+        tick_time_ms: int = TICK_TIME_DEFAULT_MS,
+        config: Mapping[str, str] | None = None,
+        start_timeout_ms: int = START_TIMEOUT_MS,
+        zookeeper_start_up_jvm_flags: bool = True,
+        zookeeper_heap_size_max_mb: int = 256,
+    ) -> None:
+        assert product in PRODUCTS, product
+        assert 1 <= size <= ENSEMBLE_SIZE_MAX, size
+        self.product = product
+        self.tick_time_ms = tick_time_ms
+        self.config = {**ENSEMBLE_CONFIG_DEFAULTS, **(config or {})}
+        peer_ports = {n: (free_port(), free_port()) for n in range(1, size + 1)}
+        servers = {f"server.{n}": f"127.0.0.1:{q}:{e}" for n, (q, e) in peer_ports.items()}
+        self.members: dict[int, ApacheZooKeeper | CorralServer] = {}
+        for n in peer_ports:
+            member_config = {**servers, **self.config}
+            if product == "corral":
+                member_config |= {"myid": str(n), "ensemble.secret": "corral-launch-ensemble"}
+                self.members[n] = CorralServer(
+                    tick_time_ms=tick_time_ms,
+                    config=member_config,
+                    start_timeout_ms=start_timeout_ms,
+                )
+            else:
+                self.members[n] = ApacheZooKeeper(
+                    tick_time_ms=tick_time_ms,
+                    config=member_config,
+                    myid=n,
+                    start_up_jvm_flags=zookeeper_start_up_jvm_flags,
+                    heap_size_max_mb=zookeeper_heap_size_max_mb,
+                    start_timeout_ms=start_timeout_ms,
+                )
+
+    def start(self, *, healthy_timeout_ms: int = HEALTHY_TIMEOUT_MS) -> Self:
+        """Start every member, then wait until one leads and all serve."""
+        try:
+            # All at once: a member serves only once a quorum of its peers runs.
+            for member in self.members.values():
+                member.launch()
+            for member in self.members.values():
+                member.wait_ready()
+            self.wait_healthy(timeout_ms=healthy_timeout_ms)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def modes(self) -> dict[int, str]:
+        """`srvr`'s Mode of every running member (a killed member is left out)."""
+        return {
+            n: server_mode(member.host, member.port)
+            for n, member in self.members.items()
+            if member.running
+        }
+
+    def wait_healthy(self, *, timeout_ms: int = HEALTHY_TIMEOUT_MS) -> int:
+        """Poll until exactly one running member leads and every running one serves;
+        the leader's id. ServerStartError with the modes and log tails on timeout."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            modes = self.modes()
+            leaders = [n for n, mode in modes.items() if mode == "leader"]
+            if len(leaders) == 1 and all(mode in SERVING_MODES for mode in modes.values()):
+                return leaders[0]
+            if time.monotonic() >= deadline:
+                tails = "\n".join(
+                    f"--- member {n} ({member.log_path}):\n{member.log_tail(1_500)}"
+                    for n, member in self.members.items()
+                )
+                raise ServerStartError(
+                    f"{self.product} ensemble not healthy after {timeout_ms} ms: "
+                    f"modes {modes}\n{tails}"
+                )
+            time.sleep(PROBE_INTERVAL_MS / 1000)
+
+    def kill(self, member_id: int) -> int:
+        """SIGKILL a member (as `kill -9`) and reap it; returns time.monotonic_ns() read
+        just before the signal, the instant a fail-over is measured from."""
+        member = self.members[member_id]
+        assert member.running, member_id
+        killed_at_ns = time.monotonic_ns()
+        member.kill()
+        return killed_at_ns
+
+    def restart(self, member_id: int) -> None:
+        """Start a killed or stopped member again on its ports and data; waits until it
+        is ready (for ZooKeeper: serving, so it has joined the quorum)."""
+        member = self.members[member_id]
+        member.stop(keep_workdir=True)  # reaps and forgets the dead process, keeps data
+        member.start()
+
+    def stop(self) -> None:
+        """Stop every member by PID (SIGTERM, then SIGKILL) and remove its data."""
+        for member in self.members.values():
+            member.stop()
+
+    @property
+    def connect_string(self) -> str:
+        return ",".join(member.address for member in self.members.values())
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
