@@ -296,7 +296,6 @@ def test_arguments_and_settings() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["bench"],  # neither --server nor --compare
         ["bench", "--server", "127.0.0.1:2181", "--compare"],
         ["bench", "--server", "nowhere"],
         ["bench", "--compare", "--workloads", "get,teleport"],
@@ -306,6 +305,13 @@ def test_arguments_and_settings() -> None:
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         _parse(argv)
+
+
+def test_bench_without_a_target_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # Neither --server nor --compare: not refused by argparse (`corral bench failover`
+    # takes neither), but by the command, with exit status 2 and before starting anything.
+    assert _run(["bench"]) == 2
+    assert "give --server HOST:PORT or --compare" in capsys.readouterr().err
 
 
 def test_worker_specs_split_connections_and_ops_over_processes() -> None:
