@@ -337,3 +337,22 @@ def test_a_leader_with_a_slow_disk_keeps_its_followers() -> None:
     assert all(r.tree.get("/slow") is not None for r in cluster.replicas.values())
     replies = [r for r in client.replies() if r.opcode == OpCode.CREATE]
     assert [r.err for r in replies] == [ErrorCode.OK]
+
+
+def test_sync_on_a_replica_that_knows_no_leader_closes_the_connection() -> None:
+    # Found by the replica simulation: the
+    # refused read index closed the connection, and the drain loop then popped its
+    # emptied queue (IndexError out of on_request).
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != leader)
+    client = cluster.connect(follower)
+    cluster.cut.add(follower)
+    # Its election timer runs out (it knows no leader), but it has not yet given up
+    # serving (after 2 s without a leader it closes its clients).
+    cluster.advance(1500)
+    assert not cluster.replicas[follower].is_leader
+    assert not client.closed
+    reply = cluster.send(client, OpCode.SYNC, PathRecord(path="/"))
+    assert reply is None
+    assert client.closed

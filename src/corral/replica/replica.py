@@ -1116,6 +1116,8 @@ class Replica:
                 self._evaluate(connection, pending, out)
                 if _is_waiting(pending):
                     return  # a follower's sync waits for its read index
+                if connection.closing:
+                    return  # a sync with no leader to ask closed it (and emptied the queue)
             assert pending.phase is _Phase.DONE
             queue.popleft()
             for frame in pending.frames:
