@@ -356,3 +356,28 @@ def test_sync_on_a_replica_that_knows_no_leader_closes_the_connection() -> None:
     reply = cluster.send(client, OpCode.SYNC, PathRecord(path="/"))
     assert reply is None
     assert client.closed
+
+
+def test_sync_on_a_deposed_leader_waits_for_a_quorum() -> None:
+    # Found by the replica simulation: a leader answered sync at once from its
+    # own tree, so a leader that had lost its quorum (or a new one that had not yet
+    # applied its predecessor's commits) let "sync then read" return a stale value.
+    cluster = Cluster()
+    old_leader = cluster.elect()
+    old_client = cluster.connect(old_leader)
+    assert cluster.send(old_client, OpCode.CREATE, create("/v", b"1")).err == 0  # type: ignore[union-attr]
+    cluster.cut.add(old_leader)
+    new_leader = cluster.elect()
+    assert new_leader != old_leader
+    new_client = cluster.connect(new_leader)
+    reply = cluster.send(
+        new_client, OpCode.SET_DATA, SetDataRequest(path="/v", data=b"2", version=-1)
+    )
+    assert reply is not None and reply.err == 0
+    assert cluster.replicas[old_leader].is_leader  # it has not noticed yet
+    # Its clients still reach it (they do not go through the cut network).
+    synced = cluster.send(old_client, OpCode.SYNC, PathRecord(path="/v"))
+    read = cluster.send(old_client, OpCode.GET_DATA, GetDataRequest(path="/v", watch=False))
+    if synced is not None or read is not None:
+        assert read is not None and read.err == 0
+        assert read.body.data == b"2"  # type: ignore[union-attr]

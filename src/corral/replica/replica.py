@@ -1160,12 +1160,12 @@ class Replica:
         elif opcode == OpCode.SYNC:
             assert isinstance(request, PathRecord)
             self._finish(pending, ErrorCode.OK, PathRecord(path=request.path))
-            if self._raft.role is not Role.LEADER and self.config.voter_ids != (
-                self.config.replica_id,
-            ):
-                # On a follower, sync answers once this replica has applied everything
+            if self.config.voter_ids != (self.config.replica_id,):
+                # In an ensemble, sync answers once this replica has applied everything
                 # the leader had committed when it got the question (a read index,
-                # confirmed by the leader with a heartbeat round).
+                # confirmed by the leader with a heartbeat round). The leader asks too:
+                # it may have been deposed without knowing, or be new and not yet have
+                # applied what its predecessor committed.
                 request_id = self._next_token
                 self._next_token += 1
                 if not self._raft.read_index(request_id):
