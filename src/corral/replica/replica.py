@@ -375,6 +375,15 @@ class Replica:
         return self._quorum_lost and self.config.read_only_mode_enabled
 
     @property
+    def term(self) -> int:
+        return self._raft.term
+
+    @property
+    def applied_index(self) -> int:
+        """The last log entry executed here (txns, no-ops and membership changes)."""
+        return self._applied_index
+
+    @property
     def outstanding_requests(self) -> int:
         return sum(len(c.queue) for c in self.connections.values())
 
