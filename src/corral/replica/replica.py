@@ -366,8 +366,10 @@ class Replica:
 
     @property
     def serving(self) -> bool:
-        """False while the quorum is lost and read-only mode is off: clients are refused."""
-        return not self._quorum_lost or self.config.read_only_mode_enabled
+        """Whether the replica serves clients as a member of a working ensemble (a leader
+        is known) or in read-only mode; False during an election and without a quorum
+        (what the four-letter words report, as ZooKeeper does while it is LOOKING)."""
+        return self.read_only or (self._leader_id != 0 and not self._quorum_lost)
 
     @property
     def read_only(self) -> bool:
