@@ -16,6 +16,11 @@ TTL_MAX_MS = 0xFF_FFFF_FFFF  # 2**40 - 1, the 40 bits ZooKeeper keeps for a TTL
 TTL_MIN_MS = 1
 
 TICK_TIME_DEFAULT_MS = 2_000
+# ZooKeeper's initLimit/syncLimit (in tickTimes) when zoo.cfg has none. ZooKeeper requires
+# both in an ensemble; corral keeps its earlier timing (an election after 1-2 tickTimes of
+# silence) and ZooKeeper's sample initLimit.
+SYNC_LIMIT_DEFAULT_TICKS = 1
+INIT_LIMIT_DEFAULT_TICKS = 10
 MAX_CLIENT_CNXNS_DEFAULT = 60  # connections per client address; 0 = unlimited
 PENDING_REQUESTS_PER_CONNECTION_MAX = 10_000  # requests in flight on one connection
 HANDSHAKE_TIMEOUT_MS = 10_000  # a connection that sends no ConnectRequest is dropped

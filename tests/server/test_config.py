@@ -108,6 +108,7 @@ def test_ensemble_lines_and_myid(tmp_path: Path) -> None:
     path = tmp_path / "zoo.cfg"
     path.write_text(
         f"dataDir={tmp_path}\n"
+        "ensemble.secret=s3cret\n"
         "server.1=10.0.0.1:2888:3888\n"
         "server.2=10.0.0.2:2888:3888;2181\n"
         "server.3=10.0.0.3:2888:3888:participant;0.0.0.0:2181\n"
@@ -143,3 +144,51 @@ def test_read_only_mode_reaches_the_replica(key: str) -> None:
     assert config.read_only_mode_enabled and config.replica_config().read_only_mode_enabled
     with pytest.raises(ConfigError):
         build_config({key: "maybe"})
+
+
+def test_init_limit_sync_limit_and_dial_addresses() -> None:
+    members = {f"server.{n}": f"10.0.0.{n}:2888:3888" for n in (1, 2, 3)}
+    config = build_config(
+        {
+            **members,
+            "myid": "1",
+            "ensemble.secret": "k",
+            "tickTime": "200",
+            "initLimit": "7",
+            "syncLimit": "3",
+            "peer.dialAddress.2": "127.0.0.1:40002",
+        }
+    )
+    replica = config.replica_config()
+    assert (replica.init_limit_ticks, replica.sync_limit_ticks) == (7, 3)
+    assert (replica.init_timeout_ms, replica.sync_timeout_ms) == (1400, 600)
+    assert config.peer_dial_address(config.members[1]) == ("127.0.0.1", 40002)
+    assert config.peer_dial_address(config.members[2]) == ("10.0.0.3", 2888)
+    defaults = build_config({**members, "myid": "1", "ensemble.secret": "k"}).replica_config()
+    assert (defaults.init_limit_ticks, defaults.sync_limit_ticks) == (10, 1)
+    for bad in (
+        {"syncLimit": "0"},
+        {"initLimit": "x"},
+        {"peer.dialAddress.1": "127.0.0.1:1"},  # this server itself
+        {"peer.dialAddress.9": "127.0.0.1:1"},  # not a member
+        {"peer.dialAddress.2": "40002"},
+        {"peer.dialAddress.2": "127.0.0.1:70000"},
+    ):
+        with pytest.raises(ConfigError):
+            build_config({**members, "myid": "1", "ensemble.secret": "k", **bad})
+
+
+def test_an_ensemble_needs_a_secret_and_admin_never_shows_it(tmp_path: Path) -> None:
+    members = {f"server.{n}": f"10.0.0.{n}:2888:3888" for n in (1, 2, 3)}
+    with pytest.raises(ConfigError, match=r"ensemble\.secret"):
+        build_config({**members, "myid": "1"})
+    path = tmp_path / "zoo.cfg"
+    path.write_text(
+        "tickTime=2000\nmyid=1\nensemble.secret = hunter2\n"
+        + "".join(f"{k}={v}\n" for k, v in members.items())
+    )
+    config = load_config(str(path))
+    assert config.ensemble_secret == "hunter2"
+    assert "hunter2" not in config.source_text_redacted
+    assert "tickTime=2000\n" in config.source_text_redacted
+    assert "ensemble.secret=<redacted>\n" in config.source_text_redacted

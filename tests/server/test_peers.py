@@ -1,16 +1,24 @@
-"""The replica-to-replica transport on 127.0.0.1: delivery, authentication, reconnects."""
+"""The replica-to-replica transport on 127.0.0.1: delivery, authentication, reconnects.
+
+The authentication tests put a relay between two replicas (as the fault-injecting proxy
+of tests/cluster does) or speak the handshake by hand, and check that nothing reaches a
+replica from anything that does not know the secret and the member list.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+import struct
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from corral.cli.launch import free_port
-from corral.server.peers import PeerAddress, PeerTransport
+from corral.server import peers
+from corral.server.peers import PeerAddress, PeerTransport, membership_fingerprint
+from tests.support.faultproxy import FaultNetwork
 
 WAIT_S = 10
 
@@ -20,15 +28,23 @@ def make(
     ports: dict[int, int],
     secret: bytes,
     inbox: list[tuple[int, int, bytes]],
+    *,
+    dial: dict[int, int] | None = None,
+    fingerprint: bytes | None = None,
     **kwargs: object,
 ) -> PeerTransport:
+    """Replica `replica_id` of the members `ports` (id -> quorum port); `dial` overrides
+    the port it dials a peer at (a relay in between)."""
     addresses = {rid: PeerAddress(host="127.0.0.1", port=port) for rid, port in ports.items()}
     listen = addresses.pop(replica_id)
+    for rid, port in (dial or {}).items():
+        addresses[rid] = PeerAddress(host="127.0.0.1", port=port)
     return PeerTransport(
         replica_id=replica_id,
         listen=listen,
         peers=addresses,
         secret=secret,
+        fingerprint=fingerprint or membership_fingerprint(ports),
         on_payload=lambda peer, payload: inbox.append((replica_id, peer, payload)),
         rng=random.Random(replica_id),
         **kwargs,  # type: ignore[arg-type]
@@ -138,3 +154,141 @@ def test_oversized_payload_is_refused_locally() -> None:
     transport = make(1, {1: 1, 2: 2}, b"k", inbox)
     with pytest.raises(ValueError):
         transport.send(2, b"x" * (16 * 1024 * 1024 + 1))
+
+
+# ---------------------------------------------------------------------- authentication
+
+
+def test_a_peer_dialled_through_a_relay_is_known_by_its_id() -> None:
+    async def scenario() -> None:
+        ports = {1: free_port(), 2: free_port()}
+        inbox: list[tuple[int, int, bytes]] = []
+        with FaultNetwork() as network:
+            relay = network.add_link(1, 2, ports[2])
+            first = make(1, ports, b"k", inbox, dial={2: relay})
+            second = make(2, ports, b"k", inbox)
+            async with running(first, second):
+                assert await until(lambda: first.is_connected(2) and second.is_connected(1))
+                first.send(2, b"via the relay")
+                second.send(1, b"direct")
+                assert await until(lambda: len(inbox) == 2)
+            assert network.accepted_total(1, 2) >= 1
+        assert sorted(inbox) == [(1, 2, b"direct"), (2, 1, b"via the relay")]
+
+    asyncio.run(scenario())
+
+
+def test_a_member_with_another_member_list_is_refused_despite_the_secret() -> None:
+    async def scenario() -> None:
+        ports = {1: free_port(), 2: free_port()}
+        inbox: list[tuple[int, int, bytes]] = []
+        good = make(1, ports, b"k", inbox)
+        # Replica 2 believes the ensemble is 1, 2 and an observer 3.
+        stale = make(2, ports, b"k", inbox, fingerprint=membership_fingerprint((1, 2), (3,)))
+        async with running(good, stale):
+            stale.send(1, b"let me in")
+            good.send(2, b"hello?")
+            assert await until(lambda: good.refused >= 1 and stale.refused >= 1)
+            assert not stale.is_connected(1)
+            assert not good.is_connected(2)
+        assert inbox == []
+
+    asyncio.run(scenario())
+
+
+def test_fingerprints_cover_ids_and_roles_not_order() -> None:
+    assert membership_fingerprint((1, 2, 3)) == membership_fingerprint((3, 1, 2))
+    assert membership_fingerprint((1, 2, 3)) != membership_fingerprint((1, 2, 4))
+    assert membership_fingerprint((1, 2), (3,)) != membership_fingerprint((1, 2, 3))
+
+
+async def _hello(
+    port: int, from_id: int, to_id: int, ports: dict[int, int]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Open a link to `port` and send a well-formed HELLO; returns it too."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    hello = peers._HELLO.pack(
+        peers._MAGIC, peers._VERSION, membership_fingerprint(ports), from_id, to_id, bytes(16)
+    )
+    writer.write(hello)
+    await writer.drain()
+    return reader, writer, hello
+
+
+def test_an_impostor_without_the_secret_cannot_pass_the_challenge() -> None:
+    async def scenario() -> None:
+        ports = {1: free_port(), 2: free_port(), 3: free_port()}
+        inbox: list[tuple[int, int, bytes]] = []
+        victim = make(1, ports, b"k", inbox)
+        async with running(victim):
+            # Claims to be replica 2 and answers the challenge with a guess.
+            reader, writer, _ = await _hello(ports[1], 2, 1, ports)
+            challenge = await asyncio.wait_for(reader.readexactly(16 + 32), WAIT_S)
+            assert len(challenge) == 48
+            writer.write(bytes(32) + struct.pack(">I", 1) + b"x" + bytes(16))
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(1), WAIT_S) == b""  # closed on us
+            writer.close()
+            # Addressed to replica 3, or from a replica that is no member: no challenge.
+            for from_id, to_id in ((2, 3), (9, 1), (1, 1)):
+                reader, writer, _ = await _hello(ports[1], from_id, to_id, ports)
+                assert await asyncio.wait_for(reader.read(48), WAIT_S) == b""
+                writer.close()
+            assert victim.refused == 4
+        assert inbox == []
+
+    asyncio.run(scenario())
+
+
+def test_a_recorded_link_cannot_be_replayed() -> None:
+    async def scenario() -> None:
+        ports = {1: free_port(), 2: free_port()}
+        inbox: list[tuple[int, int, bytes]] = []
+        with FaultNetwork() as network:
+            relay = network.add_link(2, 1, ports[1])
+            network.start_capture(2, 1)
+            target = make(1, ports, b"k", inbox)
+            sender = make(2, ports, b"k", inbox, dial={1: relay})
+            async with running(target, sender):
+                assert await until(lambda: sender.is_connected(1))
+                sender.send(1, b"pay 10")
+                assert await until(lambda: len(inbox) == 1)
+                recording = network.captured(2, 1)
+                assert b"pay 10" in recording
+                # Replay the whole recorded connection (HELLO, proof, frame) to replica 1.
+                _, writer = await asyncio.open_connection("127.0.0.1", ports[1])
+                writer.write(recording)
+                await writer.drain()
+                assert await until(lambda: target.refused == 1)
+                writer.close()
+        assert inbox == [(1, 2, b"pay 10")]
+
+    asyncio.run(scenario())
+
+
+def test_a_changed_or_repeated_frame_closes_the_link() -> None:
+    async def scenario() -> None:
+        ports = {1: free_port(), 2: free_port()}
+        inbox: list[tuple[int, int, bytes]] = []
+        target = make(1, ports, b"k", inbox)
+        async with running(target):
+            for forge in ("changed", "repeated"):
+                # A member that knows the secret, to reach the framing layer.
+                reader, writer, hello = await _hello(ports[1], 2, 1, ports)
+                challenge = await asyncio.wait_for(reader.readexactly(16 + 32), WAIT_S)
+                nonce = challenge[:16]
+                writer.write(peers._mac(b"k", b"dialer", hello, nonce))
+                key = peers._mac(b"k", b"link", hello, nonce)
+                good = struct.pack(">I", 2) + b"ok" + peers._frame_tag(key, 0, b"ok")
+                if forge == "changed":
+                    frames = struct.pack(">I", 2) + b"no" + peers._frame_tag(key, 0, b"ok")
+                else:
+                    frames = good + good  # the second carries sequence 0 again
+                writer.write(frames)
+                await writer.drain()
+                assert await asyncio.wait_for(reader.read(1), WAIT_S) == b""
+                writer.close()
+            assert target.refused == 2
+        assert inbox == [(1, 2, b"ok")]  # the one genuine frame of the "repeated" run
+
+    asyncio.run(scenario())

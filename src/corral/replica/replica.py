@@ -125,6 +125,9 @@ class ReplicaConfig:
     voters: tuple[int, ...] = ()  # () = this replica alone (standalone)
     learners: tuple[int, ...] = ()  # non-voting replicas (ZooKeeper's observers)
     read_only_mode_enabled: bool = False  # serve read-only clients without a quorum
+    # ZooKeeper's initLimit and syncLimit, in tickTimes (docs/deploy.md has the mapping).
+    init_limit_ticks: int = limits.INIT_LIMIT_DEFAULT_TICKS
+    sync_limit_ticks: int = limits.SYNC_LIMIT_DEFAULT_TICKS
 
     @property
     def is_ensemble(self) -> bool:
@@ -142,8 +145,26 @@ class ReplicaConfig:
 
     @property
     def raft_tick_ms(self) -> int:
-        """Consensus time unit: a tenth of tickTime (elections take 1-2 tickTimes)."""
+        """Consensus time unit: a tenth of tickTime, the leader's heartbeat interval."""
         return max(10, self.tick_time_ms // 10)
+
+    @property
+    def sync_timeout_ms(self) -> int:
+        """syncLimit x tickTime: how long a follower hears nothing from its leader before it
+        seeks an election (Raft's election timeout, randomised in [T, 2T)), and how long a
+        leader goes without hearing from a quorum before it steps down (check-quorum)."""
+        return self.sync_limit_ticks * self.tick_time_ms
+
+    @property
+    def init_timeout_ms(self) -> int:
+        """initLimit x tickTime: how long a member being brought up to date (a snapshot
+        transfer) may stall before the transfer is given up and started again."""
+        return self.init_limit_ticks * self.tick_time_ms
+
+    @property
+    def election_ticks(self) -> int:
+        """sync_timeout_ms in consensus ticks; at least two, so a heartbeat fits in it."""
+        return max(2, -(-self.sync_timeout_ms // self.raft_tick_ms))
 
     @property
     def session_timeout_min_ms(self) -> int:
@@ -158,6 +179,8 @@ class ReplicaConfig:
             raise ValueError(f"replica id {self.replica_id} outside 1..254")
         if self.tick_time_ms <= 0:
             raise ValueError("tickTime must be positive")
+        if self.init_limit_ticks < 1 or self.sync_limit_ticks < 1:
+            raise ValueError("initLimit and syncLimit must be at least 1")
         if self.session_timeout_min_ms > self.session_timeout_max_ms:
             raise ValueError("minSessionTimeout must not exceed maxSessionTimeout")
 
@@ -307,6 +330,8 @@ class Replica:
             replica_id=config.replica_id,
             voters=config.voter_ids,
             learners=config.learners,
+            election_ticks=config.election_ticks,
+            heartbeat_ticks=1,
             storage=storage,
             rng=random.Random(rng_seed),
             applied=tree.last_zxid,

@@ -449,7 +449,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         name="initial_configuration",
         aliases=("icfg",),
-        run=_fields(lambda view: {"initial_configuration": view.config.source_text}),
+        run=_fields(
+            # The ensemble secret stays out: the AdminServer listens on every interface.
+            lambda view: {"initial_configuration": view.config.source_text_redacted}
+        ),
     ),
     Command(
         name="is_read_only",

@@ -59,8 +59,6 @@ _ALIASES = {
 
 _KNOWN_IGNORED = {
     # Accepted for compatibility; they change nothing in corral (yet).
-    "initLimit",
-    "syncLimit",
     "electionAlg",
     "standaloneEnabled",
     "reconfigEnabled",
@@ -165,11 +163,30 @@ class ServerConfig:
     admin_idle_timeout_ms: int = DEFAULT_ADMIN_IDLE_TIMEOUT_MS
     admin_command_url: str = DEFAULT_ADMIN_COMMAND_URL
     members: tuple[Member, ...] = ()  # the ensemble; () = standalone
+    init_limit_ticks: int = limits.INIT_LIMIT_DEFAULT_TICKS  # initLimit, in tickTimes
+    sync_limit_ticks: int = limits.SYNC_LIMIT_DEFAULT_TICKS  # syncLimit, in tickTimes
+    # peer.dialAddress.N: dial replica N here instead of at its server.N quorum address
+    # (a port-forward, or a test's fault-injecting proxy); its identity stays N.
+    peer_dial_addresses: dict[int, tuple[str, int]] = field(default_factory=dict)
     my_id: int = 1  # this server's N (dataDir/myid, or the `myid` key)
     ensemble_secret: str = ""  # shared by the members; peers prove they know it
     read_only_mode_enabled: bool = False  # readonlymode.enabled: serve reads without quorum
     source_text: str = ""  # the zoo.cfg text, for `conf`/diagnostics
     unknown: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source_text_redacted(self) -> str:
+        """The zoo.cfg text with the ensemble secret blanked out, for anything that shows
+        the file to operators (the AdminServer's initial_configuration)."""
+        lines = []
+        for line in self.source_text.splitlines(keepends=True):
+            stripped = line.strip()
+            if stripped and stripped[0] not in "#!":
+                key, _ = _split_property(stripped)
+                if _ALIASES.get(key, key) == "ensemble.secret":
+                    line = "ensemble.secret=<redacted>\n"
+            lines.append(line)
+        return "".join(lines)
 
     @property
     def log_dir(self) -> str:
@@ -179,6 +196,10 @@ class ServerConfig:
     def is_ensemble(self) -> bool:
         return len(self.members) > 1
 
+    def peer_dial_address(self, member: Member) -> tuple[str, int]:
+        """Where this server dials `member`'s quorum link."""
+        return self.peer_dial_addresses.get(member.replica_id, (member.host, member.quorum_port))
+
     def replica_config(self) -> ReplicaConfig:
         voters = tuple(m.replica_id for m in self.members if not m.observer)
         learners = tuple(m.replica_id for m in self.members if m.observer)
@@ -187,6 +208,8 @@ class ServerConfig:
             voters=voters if self.is_ensemble else (),
             learners=learners if self.is_ensemble else (),
             tick_time_ms=self.tick_time_ms,
+            init_limit_ticks=self.init_limit_ticks,
+            sync_limit_ticks=self.sync_limit_ticks,
             min_session_timeout_ms=self.min_session_timeout_ms,
             max_session_timeout_ms=self.max_session_timeout_ms,
             max_client_cnxns=self.max_client_cnxns,
@@ -267,11 +290,16 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
     changes: dict[str, object] = {}
     unknown: dict[str, str] = {}
     members: list[Member] = []
+    dial_addresses: dict[int, tuple[str, int]] = {}
     client_port_seen = False
     for raw_key, value in properties.items():
         key = _ALIASES.get(raw_key, raw_key)
         if key == "tickTime":
             changes["tick_time_ms"] = _parse_int(key, value, minimum=1)
+        elif key == "initLimit":
+            changes["init_limit_ticks"] = _parse_int(key, value, minimum=1)
+        elif key == "syncLimit":
+            changes["sync_limit_ticks"] = _parse_int(key, value, minimum=1)
         elif key == "dataDir":
             changes["data_dir"] = value
         elif key == "dataLogDir":
@@ -343,6 +371,15 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
             if not url.startswith("/") or any(c in url for c in "?# \t"):
                 raise ConfigError(f"{key}: expected a path such as /commands, got {value!r}")
             changes["admin_command_url"] = url.rstrip("/") or "/"
+        elif key.startswith("peer.dialAddress."):
+            dial_id = _parse_int(key, key.removeprefix("peer.dialAddress."), minimum=1)
+            host, _, port_text = value.strip().rpartition(":")
+            if not host:
+                raise ConfigError(f"{key}: expected host:port, got {value!r}")
+            dial_port = _parse_int(key, port_text, minimum=1)
+            if dial_port > 65_535:
+                raise ConfigError(f"{key}: port must be <= 65535, got {dial_port}")
+            dial_addresses[dial_id] = (host, dial_port)
         elif key.startswith("server."):
             members.append(parse_member(key, value))
         elif key == "myid":
@@ -367,12 +404,19 @@ def build_config(properties: dict[str, str], *, source_text: str = "") -> Server
     if len({m.replica_id for m in members}) != len(members):
         raise ConfigError("two server.N lines with the same N")
     changes["members"] = tuple(members)
+    changes["peer_dial_addresses"] = dial_addresses
     config = replace(config, **changes, unknown=unknown)  # type: ignore[arg-type]
     if config.is_ensemble:
         if config.my_id not in {m.replica_id for m in members}:
             raise ConfigError(f"myid {config.my_id} is not one of the server.N lines")
         if not any(not m.observer for m in members):
             raise ConfigError("an ensemble needs at least one participant")
+        if not config.ensemble_secret:
+            # Without it anything that reaches a quorum port could vote and write.
+            raise ConfigError("an ensemble needs ensemble.secret (the same on every member)")
+    for dial_id in dial_addresses:
+        if dial_id not in {m.replica_id for m in members} or dial_id == config.my_id:
+            raise ConfigError(f"peer.dialAddress.{dial_id}: not another server.N of this ensemble")
     if config.min_session_timeout_effective_ms > config.max_session_timeout_effective_ms:
         raise ConfigError("minSessionTimeout must not be larger than maxSessionTimeout")
     for key in unknown:

@@ -7,13 +7,26 @@ Rules:
 * Links are one-way: each replica dials every peer for the payloads *it* sends and
   accepts one inbound link per peer for what it receives. No connection races, no
   de-duplication; a peer restart simply replaces its inbound link.
-* Both ends prove they belong to the same ensemble before any payload flows: the
-  dialer sends a hello (magic, version, cluster id, its id, the id it expects to reach,
-  a nonce, an HMAC-SHA256 of all that under the ensemble secret); the acceptor checks it
-  and answers with its own HMAC over the dialer's nonce. A bad hello closes the link
-  with a log line; nothing from an unauthenticated link reaches the replica.
-* Every frame is length-prefixed and bounded (PEER_FRAME_SIZE_MAX); every wait is
-  bounded; reconnects back off exponentially with jitter, up to a cap.
+* A peer is known by its replica id, never by its address. The address a replica dials
+  (`peers`) may differ from the one the peer listens on (a port-forward, NAT, or a
+  test's fault-injecting proxy); the handshake proves who is at the other end.
+* Both ends prove they belong to the same ensemble before any payload flows, by
+  challenge and response under the ensemble secret (HMAC-SHA256), each side with a
+  fresh nonce, so a recorded handshake cannot be replayed:
+      dialer   -> HELLO  magic, version, membership fingerprint, from id, to id, nonce_d
+      acceptor -> nonce_a, MAC("acceptor", HELLO, nonce_a)
+      dialer   -> MAC("dialer", HELLO, nonce_a)
+  The fingerprint (`membership_fingerprint`) hashes the replica ids and roles of the
+  server.N lines, not their addresses: members with another member list are refused
+  even when they share the secret. The acceptor refuses a HELLO addressed to another id,
+  from an id that is not a peer, or with another fingerprint, before any MAC.
+* After the handshake every frame is `length | payload | tag`, the tag a truncated
+  HMAC under a per-link key (derived from the secret and both nonces) over the frame's
+  sequence number and payload: bytes injected, changed, dropped or replayed by anything
+  between the two replicas close the link. A refused link is logged; nothing from it
+  reaches the replica.
+* Every frame is bounded (PEER_FRAME_SIZE_MAX); every wait is bounded; reconnects back
+  off exponentially with jitter, up to a cap.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ import logging
 import os
 import random
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from corral import limits
@@ -34,15 +47,19 @@ from corral import limits
 log = logging.getLogger("corral.peers")
 
 _MAGIC = b"CRRL"
-_VERSION = 1
+_VERSION = 2
 _NONCE_SIZE = 16
 _MAC_SIZE = 32
-_HELLO = struct.Struct(f">4sH32sBB{_NONCE_SIZE}s")  # magic, version, cluster id, from, to, nonce
+_TAG_SIZE = 16  # truncated HMAC-SHA256 per frame (128 bits, as in common AEADs)
+_FINGERPRINT_SIZE = 32
+# magic, version, membership fingerprint, from id, to id, dialer nonce
+_HELLO = struct.Struct(f">4sH{_FINGERPRINT_SIZE}sBB{_NONCE_SIZE}s")
 _LENGTH = struct.Struct(">I")
+_SEQUENCE = struct.Struct(">Q")
 
 
 class PeerAuthError(Exception):
-    """A hello or its answer did not prove membership of this ensemble."""
+    """A handshake or a frame did not prove membership of this ensemble."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,14 +68,23 @@ class PeerAddress:
     port: int
 
 
-def cluster_id(members: Mapping[int, PeerAddress], secret: bytes) -> bytes:
-    """A digest of the membership and secret: replicas of different ensembles never talk."""
-    text = ";".join(f"{rid}={a.host}:{a.port}" for rid, a in sorted(members.items()))
-    return hashlib.sha256(secret + b"\x00" + text.encode()).digest()
+def membership_fingerprint(voters: Iterable[int], learners: Iterable[int] = ()) -> bytes:
+    """A digest of who is in the ensemble and with which role; addresses are left out so
+    a member may be dialled at any address. Replicas with other lists never talk."""
+    roles = {rid: "participant" for rid in voters}
+    for rid in learners:
+        assert rid not in roles, rid
+        roles[rid] = "observer"
+    text = ";".join(f"{rid}:{role}" for rid, role in sorted(roles.items()))
+    return hashlib.sha256(b"corral-membership\x00" + text.encode()).digest()
 
 
 def _mac(secret: bytes, *parts: bytes) -> bytes:
-    return hmac.new(secret, b"".join(parts), hashlib.sha256).digest()
+    return hmac.digest(secret, b"".join(parts), "sha256")
+
+
+def _frame_tag(key: bytes, sequence: int, payload: bytes) -> bytes:
+    return hmac.digest(key, _SEQUENCE.pack(sequence) + payload, "sha256")[:_TAG_SIZE]
 
 
 @dataclass(slots=True)
@@ -77,8 +103,9 @@ class PeerTransport:
 
     replica_id: int
     listen: PeerAddress
-    peers: dict[int, PeerAddress]  # excluding this replica
+    peers: dict[int, PeerAddress]  # peer id -> the address to dial it at (not this replica)
     secret: bytes
+    fingerprint: bytes  # membership_fingerprint() of the ensemble, the same on every member
     on_payload: Callable[[int, bytes], None]  # (peer id, payload), called on the loop
     queue_frames_max: int = limits.PEER_QUEUE_FRAMES_MAX
     backoff_min_ms: int = 50
@@ -86,17 +113,17 @@ class PeerTransport:
     rng: random.Random = field(default_factory=random.Random)
     _outbound: dict[int, _Outbound] = field(init=False, default_factory=dict)
     _inbound: dict[int, asyncio.StreamWriter] = field(init=False, default_factory=dict)
-    _cluster: bytes = field(init=False, default=b"")
     _server: asyncio.Server | None = field(init=False, default=None)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     bound_port: int = field(init=False, default=0)
     ready: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    refused: int = field(init=False, default=0)  # inbound links refused (bad handshake/frame)
 
     def __post_init__(self) -> None:
         assert self.replica_id not in self.peers, self.replica_id
-        members = dict(self.peers)
-        members[self.replica_id] = self.listen
-        self._cluster = cluster_id(members, self.secret)
+        assert len(self.fingerprint) == _FINGERPRINT_SIZE, len(self.fingerprint)
+        if not self.secret:
+            raise ValueError("the ensemble secret must not be empty")
         for peer_id, address in self.peers.items():
             self._outbound[peer_id] = _Outbound(
                 peer_id=peer_id, address=address, queue=asyncio.Queue(self.queue_frames_max)
@@ -159,7 +186,7 @@ class PeerTransport:
                 backoff_ms = min(self.backoff_max_ms, backoff_ms * 2)
                 continue
             try:
-                await self._handshake_dialer(link.peer_id, reader, writer)
+                key = await self._handshake_dialer(link.peer_id, reader, writer)
                 link.connected = True
                 backoff_ms = self.backoff_min_ms
                 log.info(
@@ -168,7 +195,7 @@ class PeerTransport:
                     link.address.host,
                     link.address.port,
                 )
-                await self._pump(link, reader, writer)
+                await self._pump(link, key, reader, writer)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, PeerAuthError) as e:
                 log.warning("link to replica %d: %s", link.peer_id, e or type(e).__name__)
             finally:
@@ -186,22 +213,32 @@ class PeerTransport:
 
     async def _handshake_dialer(
         self, peer_id: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    ) -> bytes:
+        """Prove membership both ways; returns the link's frame key."""
         nonce = os.urandom(_NONCE_SIZE)
-        hello = _HELLO.pack(_MAGIC, _VERSION, self._cluster, self.replica_id, peer_id, nonce)
-        writer.write(hello + _mac(self.secret, hello))
+        hello = _HELLO.pack(_MAGIC, _VERSION, self.fingerprint, self.replica_id, peer_id, nonce)
+        writer.write(hello)
         await writer.drain()
-        answer = await asyncio.wait_for(
-            reader.readexactly(_MAC_SIZE), timeout=limits.PEER_HANDSHAKE_TIMEOUT_MS / 1000
+        challenge = await asyncio.wait_for(
+            reader.readexactly(_NONCE_SIZE + _MAC_SIZE),
+            timeout=limits.PEER_HANDSHAKE_TIMEOUT_MS / 1000,
         )
-        expected = _mac(self.secret, b"answer", nonce, bytes([peer_id, self.replica_id]))
-        if not hmac.compare_digest(answer, expected):
+        acceptor_nonce, proof = challenge[:_NONCE_SIZE], challenge[_NONCE_SIZE:]
+        if not hmac.compare_digest(proof, _mac(self.secret, b"acceptor", hello, acceptor_nonce)):
             raise PeerAuthError(f"replica {peer_id} did not prove it belongs to this ensemble")
+        writer.write(_mac(self.secret, b"dialer", hello, acceptor_nonce))
+        await writer.drain()
+        return _mac(self.secret, b"link", hello, acceptor_nonce)
 
     async def _pump(
-        self, link: _Outbound, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        link: _Outbound,
+        key: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
-        """Write queued payloads until the link breaks or the transport stops."""
+        """Write queued payloads, tagged, until the link breaks or the transport stops."""
+        sequence = 0
         closed = asyncio.ensure_future(reader.read(1))  # the acceptor never writes: EOF/error only
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -220,7 +257,12 @@ class PeerTransport:
                 batch = [payload]
                 while not link.queue.empty() and len(batch) < 256:
                     batch.append(link.queue.get_nowait())
-                writer.writelines(x for p in batch for x in (_LENGTH.pack(len(p)), p))
+                chunks: list[bytes] = []
+                for payload in batch:
+                    chunks += (_LENGTH.pack(len(payload)), payload)
+                    chunks.append(_frame_tag(key, sequence, payload))
+                    sequence += 1
+                writer.writelines(chunks)
                 await writer.drain()
                 link.sent += len(batch)
         finally:
@@ -233,31 +275,24 @@ class PeerTransport:
         peer = writer.get_extra_info("peername") or ("?", 0)
         peer_id = 0
         try:
-            raw = await asyncio.wait_for(
-                reader.readexactly(_HELLO.size + _MAC_SIZE),
-                timeout=limits.PEER_HANDSHAKE_TIMEOUT_MS / 1000,
-            )
-            hello, mac = raw[: _HELLO.size], raw[_HELLO.size :]
-            magic, version, cluster, from_id, to_id, nonce = _HELLO.unpack(hello)
-            if magic != _MAGIC or version != _VERSION:
-                raise PeerAuthError("not a corral peer")
-            if not hmac.compare_digest(mac, _mac(self.secret, hello)) or cluster != self._cluster:
-                raise PeerAuthError("not a member of this ensemble (secret or membership differ)")
-            if to_id != self.replica_id or from_id not in self.peers:
-                raise PeerAuthError(f"replica {from_id} dialled {to_id}, this is {self.replica_id}")
-            peer_id = from_id
-            writer.write(_mac(self.secret, b"answer", nonce, bytes([self.replica_id, from_id])))
-            await writer.drain()
+            peer_id, key = await self._handshake_acceptor(reader, writer)
             previous = self._inbound.pop(peer_id, None)
             if previous is not None:
                 previous.close()
             self._inbound[peer_id] = writer
+            sequence = 0
             while not self._stopping.is_set():
                 (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
                 if size > limits.PEER_FRAME_SIZE_MAX:
                     raise PeerAuthError(f"frame of {size} bytes from replica {peer_id}")
-                self.on_payload(peer_id, await reader.readexactly(size))
+                frame = await reader.readexactly(size + _TAG_SIZE)
+                payload, tag = frame[:size], frame[size:]
+                if not hmac.compare_digest(tag, _frame_tag(key, sequence, payload)):
+                    raise PeerAuthError(f"frame {sequence} from replica {peer_id} fails its tag")
+                sequence += 1
+                self.on_payload(peer_id, payload)
         except PeerAuthError as e:
+            self.refused += 1
             log.warning("refused peer link from %s:%s: %s", peer[0], peer[1], e)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error):
             pass
@@ -265,3 +300,26 @@ class PeerTransport:
             if peer_id and self._inbound.get(peer_id) is writer:
                 del self._inbound[peer_id]
             writer.close()
+
+    async def _handshake_acceptor(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[int, bytes]:
+        """Check a dialer's HELLO and its answer to our challenge; returns (peer id, key)."""
+        timeout_s = limits.PEER_HANDSHAKE_TIMEOUT_MS / 1000
+        hello = await asyncio.wait_for(reader.readexactly(_HELLO.size), timeout=timeout_s)
+        magic, version, fingerprint, from_id, to_id, _ = _HELLO.unpack(hello)
+        if magic != _MAGIC or version != _VERSION:
+            raise PeerAuthError("not a corral peer (or another transport version)")
+        if to_id != self.replica_id:
+            raise PeerAuthError(f"link meant for replica {to_id}, this is {self.replica_id}")
+        if from_id not in self.peers:
+            raise PeerAuthError(f"replica {from_id} is not a peer of {self.replica_id}")
+        if not hmac.compare_digest(fingerprint, self.fingerprint):
+            raise PeerAuthError(f"replica {from_id} has another member list (server.N lines)")
+        nonce = os.urandom(_NONCE_SIZE)
+        writer.write(nonce + _mac(self.secret, b"acceptor", hello, nonce))
+        await writer.drain()
+        proof = await asyncio.wait_for(reader.readexactly(_MAC_SIZE), timeout=timeout_s)
+        if not hmac.compare_digest(proof, _mac(self.secret, b"dialer", hello, nonce)):
+            raise PeerAuthError(f"replica {from_id} did not prove it knows the ensemble secret")
+        return from_id, _mac(self.secret, b"link", hello, nonce)

@@ -43,7 +43,7 @@ from corral.server import fourletter
 from corral.server.admin import AdminServer, AdminServerError, start_admin_server
 from corral.server.config import ServerConfig
 from corral.server.durability import DurableLog, Snapshotter, open_durable, purge_loop
-from corral.server.peers import PeerAddress, PeerTransport
+from corral.server.peers import PeerAddress, PeerTransport, membership_fingerprint
 from corral.storage.wal import StorageError
 
 log = logging.getLogger("corral.server")
@@ -132,11 +132,18 @@ class Server:
                 replica_id=me.replica_id,
                 listen=PeerAddress(host=me.host, port=me.quorum_port),
                 peers={
-                    m.replica_id: PeerAddress(host=m.host, port=m.quorum_port)
+                    m.replica_id: PeerAddress(
+                        host=self.config.peer_dial_address(m)[0],
+                        port=self.config.peer_dial_address(m)[1],
+                    )
                     for m in self.config.members
                     if m.replica_id != me.replica_id
                 },
                 secret=self.config.ensemble_secret.encode(),
+                fingerprint=membership_fingerprint(
+                    (m.replica_id for m in self.config.members if not m.observer),
+                    (m.replica_id for m in self.config.members if m.observer),
+                ),
                 on_payload=self._on_payload,
             )
 
