@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from corral.consensus.types import EntryKind
 from corral.protocol.connection import Connected, Notification, Reply, ServerConnection
 from corral.protocol.constants import CreateMode, ErrorCode, EventType, OpCode
 from corral.protocol.errors import ProtocolError
 from corral.protocol.records import (
+    ACL,
     OPEN_ACL_UNSAFE,
     ConnectRequest,
     CreateRequest,
     GetDataRequest,
     SetDataRequest,
+    Stat,
 )
+from corral.replica import replica as replica_module
 from corral.replica.replica import ReplicaConfig
+from corral.tree.tree import DataTree
+from corral.tree.txn import Txn, decode_txn
 from tests.replica.harness import Harness
 
 
@@ -202,6 +209,46 @@ def test_failed_writes_consume_a_zxid() -> None:
     assert [r.err for r in replies] == [0, ErrorCode.NODE_EXISTS, 0]
     assert [r.zxid for r in replies] == [replies[0].zxid, replies[0].zxid + 1, replies[0].zxid + 2]
     assert ok == replies[0].xid
+
+
+def test_own_writes_apply_without_decoding_and_match_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[bytes] = []
+
+    def counting_decode_txn(data: bytes) -> Txn:
+        decoded.append(data)
+        return decode_txn(data)
+
+    monkeypatch.setattr(replica_module, "decode_txn", counting_decode_txn)
+    harness = Harness()
+    client = harness.session()
+    harness.send(
+        client, OpCode.CREATE, create_request("/e-", b"v", flags=CreateMode.EPHEMERAL_SEQUENTIAL)
+    )
+    harness.send(
+        client, OpCode.SET_DATA, SetDataRequest(path="/e-0000000000", data=b"w", version=0)
+    )
+    harness.send(client, OpCode.CREATE, create_request("/e-0000000000"))  # fails: exists
+    replies = harness.replies(client)
+    assert [r.err for r in replies] == [0, 0, ErrorCode.NODE_EXISTS]
+    assert decoded == []  # the leader applied the txns it had encoded itself
+    # The log holds what was applied: replaying it from scratch gives the same tree.
+    replayed = DataTree(extended_types_enabled=True)
+    storage = harness.storage
+    entries = storage.entries(storage.first_index(), storage.last_index() + 1)
+    for entry in entries:
+        if entry.kind == EntryKind.NORMAL:
+            replayed.apply(decode_txn(entry.data), entry.index)
+    assert replayed.last_zxid == harness.tree.last_zxid
+    assert _tree_state(replayed) == _tree_state(harness.tree)
+    written = harness.tree.get("/e-0000000000")
+    assert written is not None
+    assert written.data == b"w"
+
+
+def _tree_state(tree: DataTree) -> list[tuple[str, Stat, bytes | None, tuple[ACL, ...]]]:
+    return [(path, znode.stat(), znode.data, znode.acl) for path, znode in tree.walk()]
 
 
 def _valid_handshake() -> bytes:
