@@ -46,6 +46,10 @@ SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory 
 READS_PENDING_MAX = 100_000  # read-index requests a leader holds awaiting confirmation
 assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
 
+# getChildren answers in Java hash-set order, costly to compute for many children: the
+# tree keeps the order of the parents read since their children last changed.
+CHILDREN_ORDER_CACHE_ENTRIES_MAX = 4_096  # parents
+
 # Output a client has not read yet (replies and watch events), per connection.
 DRAIN_OUTPUT_BYTES_MAX = 1_048_576  # answers built for one connection before waiting for it
 CLIENT_OUTPUT_HIGH_WATER_BYTES = 4 * 1_048_576  # stop answering it (and reading it) above this

@@ -255,6 +255,9 @@ class TreeMachine(RuleBasedStateMachine):
             assert stat.num_children == len(znode.children)
             assert stat.cversion == 2 * znode.cversion - stat.num_children
             assert stat.ephemeral_owner == node.owner
+            # Reading fills the tree's getChildren order cache; check_invariants at the
+            # next step checks that no later change left a stale order in it.
+            assert set(self.tree.children_in_order(path, znode)) == node.children
         assert self.tree.node_count == len(self.model.nodes) + 1
         assert set(self.tree.sessions) == self.model.sessions
 

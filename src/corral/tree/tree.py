@@ -24,7 +24,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from corral.limits import SEQUENCE_DIGITS, TTL_MAX_MS, TTL_MIN_MS
+from corral.limits import (
+    CHILDREN_ORDER_CACHE_ENTRIES_MAX,
+    SEQUENCE_DIGITS,
+    TTL_MAX_MS,
+    TTL_MIN_MS,
+)
 from corral.protocol.constants import (
     ANY_VERSION,
     MULTI_READ_OPS,
@@ -164,6 +169,10 @@ class DataTree:
         self._reapable: set[str] = set()  # containers and TTL nodes
         self._quota_paths: set[str] = set()  # P for every QUOTA_ROOT + P + /zookeeper_limits
         self._data_size = 0
+        # getChildren's order by parent path, for parents read since their children last
+        # changed (computing it sorts and hashes every child name). Every change to a
+        # `children` set drops its parent's entry; the oldest entry goes when full.
+        self._children_order: dict[str, tuple[str, ...]] = {}
         self._events: list[TreeEvent] = []
         self._undo_log: list[Callable[[], None]] | None = None  # set only inside a multi
         self._init_special_nodes()
@@ -350,6 +359,9 @@ class DataTree:
         assert quota_paths == self._quota_paths
         for path in PROTECTED_PATHS:
             assert path in self._nodes, path
+        assert len(self._children_order) <= CHILDREN_ORDER_CACHE_ENTRIES_MAX
+        for path, order in self._children_order.items():
+            assert order == self._compute_children_order(path, self._nodes[path]), path
 
     # ------------------------------------------------------------------ indexes
 
@@ -366,13 +378,26 @@ class DataTree:
         if quota_path is not None:
             self._quota_paths.add(quota_path)
 
-    def children_in_order(self, path: str, znode: Znode) -> list[str]:
+    def children_in_order(self, path: str, znode: Znode) -> tuple[str, ...]:
         """Child names in the order ZooKeeper's getChildren lists them (its HashSet,
         created with capacity 8); insertion order is approximated by czxid, then name."""
+        assert self._nodes.get(path) is znode, path
+        cached = self._children_order.get(path)
+        if cached is not None:
+            return cached
+        order = self._compute_children_order(path, znode)
+        if len(self._children_order) >= CHILDREN_ORDER_CACHE_ENTRIES_MAX:
+            del self._children_order[next(iter(self._children_order))]
+        self._children_order[path] = order
+        return order
+
+    def _compute_children_order(self, path: str, znode: Znode) -> tuple[str, ...]:
         prefix = "/" if path == ROOT_PATH else path + "/"
         members = [(name, self._nodes[prefix + name].czxid) for name in sorted(znode.children)]
-        return javaorder.hash_set_order(
-            members, peak_size=znode.children_peak, initial_capacity=_CHILDREN_CAPACITY
+        return tuple(
+            javaorder.hash_set_order(
+                members, peak_size=znode.children_peak, initial_capacity=_CHILDREN_CAPACITY
+            )
         )
 
     def _ephemeral_order(self, session_id: int) -> list[str]:
@@ -413,6 +438,7 @@ class DataTree:
         self._nodes[path] = znode
         self._index_add(path, znode)
         parent.children.add(name)
+        self._children_order.pop(parent_path, None)
         parent.children_peak = max(old_children_peak, len(parent.children))
         parent.cversion = int32_increment(parent.cversion)
         parent.pzxid = ctx.zxid
@@ -432,7 +458,10 @@ class DataTree:
     def _detach_raw(self, path: str) -> Znode:
         znode = self._nodes.pop(path)
         self._index_remove(path, znode)
-        self._nodes[_parent_of(path)].children.remove(path[path.rfind("/") + 1 :])
+        parent_path = _parent_of(path)
+        self._nodes[parent_path].children.remove(path[path.rfind("/") + 1 :])
+        self._children_order.pop(parent_path, None)
+        self._children_order.pop(path, None)
         return znode
 
     def _detach(self, path: str, ctx: _Context) -> Znode:
@@ -445,6 +474,7 @@ class DataTree:
             self._nodes[path] = znode
             self._index_add(path, znode)
             parent.children.add(path[path.rfind("/") + 1 :])
+            self._children_order.pop(_parent_of(path), None)
             parent.pzxid = old_pzxid
 
         self._record_undo(undo)
@@ -872,10 +902,10 @@ class DataTree:
         if opcode == OpCode.GET_DATA:
             return ErrorCode.OK, GetDataResponse(data=znode.data, stat=znode.stat())
         if opcode == OpCode.GET_CHILDREN:
-            children = tuple(self.children_in_order(path or ROOT_PATH, znode))
+            children = self.children_in_order(path or ROOT_PATH, znode)
             return ErrorCode.OK, GetChildrenResponse(children=children)
         if opcode == OpCode.GET_CHILDREN2:
-            children = tuple(self.children_in_order(path or ROOT_PATH, znode))
+            children = self.children_in_order(path or ROOT_PATH, znode)
             return ErrorCode.OK, GetChildren2Response(children=children, stat=znode.stat())
         if opcode == OpCode.GET_ALL_CHILDREN_NUMBER:
             return ErrorCode.OK, GetAllChildrenNumberResponse(
