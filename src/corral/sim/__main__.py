@@ -1,14 +1,18 @@
-"""`python -m corral.sim --seed N`: replay one simulated run (or a range of seeds).
+"""`python -m corral.sim [--replicas] --seed N`: replay one simulated run (or a range).
 
-Prints the run's figures, and for a failing run its violations and the last events.
-Exit status 1 when any run violates an invariant.
+Without --replicas, the consensus cores alone (sim/simulation.py); with it, whole
+ensembles of Replicas and wire-protocol clients (sim/replicas.py). Prints the run's
+figures, and for a failing run its violations and the last events. Exit status 1 when
+any run violates an invariant.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
+from corral.sim.replicas import PlantedBug, ReplicaSimResult, run_replica_simulation
 from corral.sim.simulation import SimResult, run_simulation
 
 
@@ -32,16 +36,51 @@ def _report(result: SimResult, *, verbose: bool) -> None:
         print(f"  {result.reproduce}")
 
 
+def _report_replicas(result: ReplicaSimResult, *, verbose: bool) -> None:
+    config = result.config
+    print(
+        f"seed {result.seed}: replicas {config.replicas} clients {config.clients} "
+        f"registers {config.registers} | operations {result.operations} "
+        f"answered {result.operations_answered} sessions {result.sessions} "
+        f"crashes {result.crashes} pauses {result.pauses} partitions {result.partitions} "
+        f"leaders {result.leaders} applied {result.applied_max} | {result.linearizability}"
+    )
+    if result.violations or verbose:
+        for line in result.trace:
+            print("   ", line)
+    for violation in result.violations:
+        print(f"  VIOLATION {violation}")
+    if result.violations:
+        print(f"  {result.reproduce}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corral.sim", description=__doc__)
     parser.add_argument("--seed", type=int, default=0, help="the first (or only) seed")
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds from --seed")
-    parser.add_argument("--steps", type=int, default=4_000, help="simulated ms with faults")
+    parser.add_argument("--steps", type=int, default=0, help="simulated ms with faults")
+    parser.add_argument(
+        "--replicas", action="store_true", help="simulate Replicas and clients, not cores"
+    )
+    parser.add_argument(
+        "--planted",
+        choices=[bug.value for bug in PlantedBug],
+        help="with --replicas: a test-only bug the checks must catch",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the last events")
     options = parser.parse_args(argv)
     failed = 0
+    if not options.verbose:
+        logging.disable(logging.WARNING)  # replicas log every election and lost quorum
     for seed in range(options.seed, options.seed + options.seeds):
-        result = run_simulation(seed, steps=options.steps)
+        if options.replicas:
+            planted = PlantedBug(options.planted) if options.planted else None
+            steps = {"steps_ms": options.steps} if options.steps else {}
+            replicas_result = run_replica_simulation(seed, planted_bug=planted, **steps)
+            _report_replicas(replicas_result, verbose=options.verbose)
+            failed += bool(replicas_result.violations)
+            continue
+        result = run_simulation(seed, steps=options.steps or 4_000)
         _report(result, verbose=options.verbose)
         failed += bool(result.violations)
     if options.seeds > 1:
