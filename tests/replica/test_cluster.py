@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from corral.consensus.log_storage import MemoryLogStorage
+from corral.consensus.types import MessageKind
 from corral.protocol.connection import (
     NEED_DATA,
     PEER_CLOSED,
@@ -30,6 +31,7 @@ from corral.protocol.records import (
     Record,
     SetDataRequest,
 )
+from corral.replica.messages import RaftPayload, decode_payload
 from corral.replica.outbox import Outbox
 from corral.replica.replica import Replica, ReplicaConfig
 from corral.tree.tree import DataTree
@@ -381,3 +383,113 @@ def test_sync_on_a_deposed_leader_waits_for_a_quorum() -> None:
     if synced is not None or read is not None:
         assert read is not None and read.err == 0
         assert read.body.data == b"2"  # type: ignore[union-attr]
+
+
+def test_a_restarted_replica_does_not_take_its_old_proposals_for_new_ones() -> None:
+    # A follower forwards a write, then crashes before the write commits; the restarted
+    # replica numbers its proposals from scratch, so when the old entry commits its
+    # origin tag (replica, token) named a new client's request: that client got the old
+    # write's answer instead of its own (here: a reply where a ConnectResponse belongs).
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower, third = (rid for rid in IDS if rid != leader)
+    owner = cluster.connect(leader)
+    session = owner.received[0].response  # type: ignore[union-attr]
+    assert cluster.send(owner, OpCode.CREATE, create("/a", b"0")).err == 0  # type: ignore[union-attr]
+    writer = cluster.connect(follower, session_id=session.session_id, password=session.password)  # type: ignore[arg-type]
+    cluster.cut.add(third)  # the leader and the follower are the only quorum left
+    # The follower forwards a setData; the leader appends it; then the follower crashes
+    # before acknowledging it (nothing else in flight arrives).
+    writer.codec.send_request(
+        writer.next_xid, OpCode.SET_DATA, SetDataRequest(path="/a", data=b"old", version=-1)
+    )
+    event = Request(
+        xid=writer.next_xid,
+        opcode=OpCode.SET_DATA,
+        request=SetDataRequest(path="/a", data=b"old", version=-1),
+        size=0,
+    )
+    cluster.execute(
+        follower,
+        cluster.replicas[follower].on_request(
+            writer.connection_id, event, cluster.now_ms, WALL_EPOCH_MS + cluster.now_ms
+        ),
+    )
+    forward = [m for m in cluster.network if m[0] == follower and m[1] == leader]
+    assert len(forward) == 1
+    cluster.network.clear()
+    cluster.execute(
+        leader,
+        cluster.replicas[leader].on_message(
+            follower, forward[0][2], cluster.now_ms, WALL_EPOCH_MS + cluster.now_ms
+        ),
+    )
+    cluster.network.clear()
+    cluster.replicas[follower] = Replica(
+        config=ReplicaConfig(replica_id=follower, voters=IDS, tick_time_ms=500),
+        storage=cluster.storages[follower],
+        tree=DataTree(),
+        random_bytes=lambda size: bytes([9]) * size,  # a new life draws new randomness
+        rng_seed=99,
+        now_ms=cluster.now_ms,
+        wall_ms=WALL_EPOCH_MS + cluster.now_ms,
+    )
+    cluster.execute(follower, cluster.replicas[follower].take_startup_outbox())
+    for key in [k for k in cluster.clients if k[0] == follower]:
+        cluster.clients[key].closed = True  # its connections died with it
+
+    def acknowledgement(sender: int, payload: bytes) -> bool:
+        decoded = decode_payload(payload)
+        return (
+            sender == follower
+            and isinstance(decoded, RaftPayload)
+            and decoded.message.kind == MessageKind.APPEND_RESPONSE
+        )
+
+    def deliver_but_acknowledgements() -> None:
+        for _ in range(1_000):
+            if not cluster.network:
+                return
+            sender, receiver, payload = cluster.network.popleft()
+            if sender in cluster.cut or receiver in cluster.cut or acknowledgement(sender, payload):
+                continue
+            cluster.execute(
+                receiver,
+                cluster.replicas[receiver].on_message(
+                    sender, payload, cluster.now_ms, WALL_EPOCH_MS + cluster.now_ms
+                ),
+            )
+
+    # The restarted follower hears the leader (and gets the old entry) but its
+    # acknowledgements are lost for now, so nothing new commits.
+    for _ in range(4):
+        cluster.now_ms += STEP_MS
+        for rid, replica in cluster.replicas.items():
+            cluster.execute(rid, replica.on_tick(cluster.now_ms, WALL_EPOCH_MS + cluster.now_ms))
+        deliver_but_acknowledgements()
+    newcomer = Client(replica_id=follower, connection_id=1_000)
+    cluster.clients[(follower, 1_000)] = newcomer
+    restarted = cluster.replicas[follower]
+    cluster.execute(
+        follower, restarted.on_connection_opened(1_000, "127.0.0.1", 40000, cluster.now_ms)
+    )
+    request = ConnectRequest(
+        protocol_version=0,
+        last_zxid_seen=0,
+        timeout_ms=10_000,
+        session_id=0,
+        password=bytes(16),
+        read_only=False,
+    )
+    newcomer.codec.connect(request)
+    cluster.execute(
+        follower,
+        restarted.on_connect(1_000, request, cluster.now_ms, WALL_EPOCH_MS + cluster.now_ms),
+    )
+    deliver_but_acknowledgements()
+    assert newcomer.received == []
+    cluster.advance(1_000)  # acknowledgements flow again: both entries commit
+    assert len(newcomer.received) == 1
+    assert isinstance(newcomer.received[0], Connected)
+    assert newcomer.received[0].response.timeout_ms == 10_000
+    assert cluster.replicas[leader].tree.get("/a").data == b"old"  # type: ignore[union-attr]

@@ -353,7 +353,11 @@ class Replica:
         # whose data is not that very object (replaced after a leader change, read back
         # from disk) is decoded as usual.
         self._own_entries: dict[int, tuple[bytes, int, Txn]] = {}
-        self._next_token = 1
+        # Tokens name our proposals in their entries' origin tags (and read-index
+        # requests). A restarted replica must not reuse its previous life's tokens: an
+        # entry it proposed then may commit now and would answer a new request. So each
+        # life starts at a random point of a 62-bit space (int64 on the wire, room to count).
+        self._next_token = int.from_bytes(random_bytes(8), "big") >> 2
         self._leader_id = 0  # the leader as last seen, to notice a change
         self._touched: dict[int, int] = {}  # session -> timeout, heard from since the last Touch
         self._syncs: dict[int, tuple[int, _Pending]] = {}  # read-index request -> waiter
