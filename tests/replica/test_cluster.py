@@ -493,3 +493,26 @@ def test_a_restarted_replica_does_not_take_its_old_proposals_for_new_ones() -> N
     assert isinstance(newcomer.received[0], Connected)
     assert newcomer.received[0].response.timeout_ms == 10_000
     assert cluster.replicas[leader].tree.get("/a").data == b"old"  # type: ignore[union-attr]
+
+
+def test_a_leader_that_steps_down_closes_the_connections_it_owes_answers() -> None:
+    # Its pending writes may be replaced by the new leader's log and its read-index
+    # requests are dropped: those clients would wait for ever (their pings queue behind
+    # the request), so their connections close and they retry, as on a follower.
+    cluster = Cluster()
+    old_leader = cluster.elect()
+    writer = cluster.connect(old_leader)
+    reader = cluster.connect(old_leader)
+    bystander = cluster.connect(old_leader)
+    cluster.cut.add(old_leader)
+    new_leader = cluster.elect()
+    assert cluster.replicas[old_leader].is_leader
+    assert cluster.send(writer, OpCode.CREATE, create("/lost")) is None
+    assert cluster.send(reader, OpCode.SYNC, PathRecord(path="/")) is None
+    cluster.cut.discard(old_leader)
+    cluster.advance(STEP_MS)  # it hears the new term and steps down
+    assert not cluster.replicas[old_leader].is_leader
+    assert cluster.leader() == new_leader
+    assert writer.closed
+    assert reader.closed
+    assert not bystander.closed

@@ -952,9 +952,10 @@ class Replica:
             # old one last heard from them).
             for session_id, session in self.tree.sessions.items():
                 self._expiry.touch(session_id, session.timeout_ms, self._now_ms)
-        if previous and previous != self.config.replica_id:
-            # Writes and syncs we handed to the old leader may never come back: close
-            # those connections; their clients retry, as with ZooKeeper's fail-over.
+        if previous:
+            # Writes and syncs we handed to the old leader (or, if we led, proposed and
+            # asked ourselves) may never come back: close those connections; their
+            # clients retry, as with ZooKeeper's fail-over.
             waiting = {cid for cid, _ in self._proposals.values()}
             waiting |= {cid for cid, _ in self._syncs.values()}
             self._syncs.clear()
