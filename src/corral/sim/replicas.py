@@ -795,7 +795,7 @@ class ReplicaSimulation:
             self._client_send(client, client.codec.send_request(xid + 1, OpCode.GET_DATA, request))
         elif roll < 0.80:
             value = self._value(client)
-            expected = client.versions.get(path, 0) if rng.random() < 0.8 else ANY_VERSION
+            expected = client.versions.get(path, 0) if rng.random() < 0.95 else ANY_VERSION
             history_id = history.call(
                 client_id=client.history_id,
                 path=path,
@@ -826,7 +826,7 @@ class ReplicaSimulation:
             )
             self._client_send(client, client.codec.send_request(xid, OpCode.CREATE, create))
         else:
-            expected = client.versions.get(path, 0) if rng.random() < 0.7 else ANY_VERSION
+            expected = client.versions.get(path, 0) if rng.random() < 0.9 else ANY_VERSION
             history_id = history.call(
                 client_id=client.history_id,
                 path=path,
