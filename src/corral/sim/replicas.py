@@ -279,8 +279,8 @@ class ReplicaSimulation:
         self.cut: set[tuple[int, int]] = set()  # directed links that drop everything
         self.registers = tuple(f"/r{i}" for i in range(config.registers))
         self.recorder = lin.HistoryRecorder()
-        # zxid -> the txn every replica applies there, and its result, body and events
-        self.applied: dict[int, tuple[Txn, int, object, object]] = {}
+        # zxid -> (first replica to apply it, (txn, error, body, events))
+        self.applied: dict[int, tuple[int, tuple[Txn, int, object, object]]] = {}
         self.leaders: dict[int, int] = {}  # term -> leader
         self.clients = [_Client(client_id=i) for i in range(1, config.clients + 1)]
         self._next_connection_id = 1
@@ -312,15 +312,16 @@ class ReplicaSimulation:
     def _on_apply(self, replica_id: int, zxid: int, txn: Txn, result: ApplyResult) -> None:
         """Every replica applies the same txn at a zxid, with the same outcome."""
         outcome = (txn, result.err, result.body, result.events)
-        known = self.applied.setdefault(zxid, outcome)
+        first_id, known = self.applied.setdefault(zxid, (replica_id, outcome))
         if known[0] != txn:
             self._violation(
-                f"replica {replica_id} applied {txn} at zxid {zxid}; another applied {known[0]}"
+                f"zxid {zxid}: replica {replica_id} applied {txn}; "
+                f"replica {first_id} applied {known[0]}"
             )
         elif known != outcome:
             self._violation(
-                f"replica {replica_id} applying {txn} at zxid {zxid} got "
-                f"{outcome[1:]}; another got {known[1:]}"
+                f"zxid {zxid} ({txn}): replica {replica_id} got {outcome[1:]}; "
+                f"replica {first_id} got {known[1:]}"
             )
         self.result.applied_max = max(self.result.applied_max, zxid)
 
