@@ -852,3 +852,51 @@ def test_a_voter_whose_removal_is_not_committed_still_campaigns() -> None:
     cluster.propose(1, b"b")
     cluster.stabilize()
     assert cluster.data(2) == [b"a", b"b"]
+
+
+def test_leader_unreachable_elects_a_new_leader_within_a_few_ticks() -> None:
+    cluster = Cluster((1, 2, 3), election_ticks=50)
+    cluster.elect(1)
+    cluster.propose(1, b"before")
+    cluster.stabilize()
+    term = cluster.rafts[2].term
+    cluster.crash(1)
+    for follower in (2, 3):  # both links from the dead leader closed
+        cluster.rafts[follower].leader_unreachable(1)
+    cluster.tick([2, 3], count=2)  # far fewer than the 50-tick election timeout
+    assert cluster.leaders() == [2]  # the lowest-ranked survivor, without a split vote
+    assert cluster.rafts[2].term == term + 1
+    cluster.propose(2, b"after")
+    cluster.stabilize()
+    assert cluster.data(3) == [b"before", b"after"]
+
+
+def test_a_follower_behind_defers_to_the_next_survivor() -> None:
+    cluster = Cluster((1, 2, 3), election_ticks=50)
+    cluster.elect(1)
+    cluster.isolate(2)
+    cluster.propose(1, b"only on 1 and 3")
+    cluster.stabilize()
+    cluster.heal()
+    cluster.crash(1)
+    for follower in (2, 3):
+        cluster.rafts[follower].leader_unreachable(1)
+    cluster.tick([2, 3], count=3)
+    # 2 asked first but its log is behind: refused; 3 asked one tick later and won.
+    assert cluster.leaders() == [3]
+    assert cluster.data(3) == [b"only on 1 and 3"]
+
+
+def test_a_wrong_leader_unreachable_hint_does_not_disturb_a_live_leader() -> None:
+    cluster = Cluster((1, 2, 3), election_ticks=50)
+    cluster.elect(1)
+    term = cluster.rafts[1].term
+    cluster.rafts[2].leader_unreachable(1)  # a flapping link; the leader is fine
+    assert cluster.rafts[2].leader_id == 0
+    cluster.tick(count=3)  # 2's pre-vote is refused: 3 still hears its leader
+    assert cluster.leaders() == [1]
+    assert all(r.term == term for r in cluster.rafts.values())
+    assert cluster.rafts[2].leader_id == 1  # the next heartbeat brought it back
+    for hint in (3, 0, 2):  # not our leader: ignored
+        cluster.rafts[2].leader_unreachable(hint)
+        assert cluster.rafts[2].leader_id == 1

@@ -516,3 +516,23 @@ def test_a_leader_that_steps_down_closes_the_connections_it_owes_answers() -> No
     assert writer.closed
     assert reader.closed
     assert not bystander.closed
+
+
+def test_followers_that_lose_their_link_from_the_leader_elect_at_once() -> None:
+    cluster = Cluster()
+    leader = cluster.elect()
+    followers = [rid for rid in IDS if rid != leader]
+    cluster.cut.add(leader)  # its process died: the kernel closed its links
+    for rid in followers:
+        out = cluster.replicas[rid].on_peer_link_lost(
+            leader, cluster.now_ms, WALL_EPOCH_MS + cluster.now_ms
+        )
+        cluster.execute(rid, out)
+    # The election timeout is at least syncLimit x tickTime (here 500 ms); with the hint a
+    # consensus tick or two (50 ms each) is enough.
+    cluster.advance(300)
+    new_leader = cluster.leader()
+    assert new_leader in followers
+    client = cluster.connect(followers[0])
+    reply = cluster.send(client, OpCode.CREATE, create("/after-failover"))
+    assert reply is not None and reply.err == ErrorCode.OK

@@ -292,3 +292,23 @@ def test_a_changed_or_repeated_frame_closes_the_link() -> None:
         assert inbox == [(1, 2, b"ok")]  # the one genuine frame of the "repeated" run
 
     asyncio.run(scenario())
+
+
+def test_a_peer_that_stops_is_reported_lost_once_and_not_when_we_stop() -> None:
+    async def scenario() -> None:
+        ports = {1: free_port(), 2: free_port()}
+        inbox: list[tuple[int, int, bytes]] = []
+        lost: list[int] = []
+        first = make(1, ports, b"k", inbox, on_link_lost=lost.append)
+        async with running(first):
+            second = make(2, ports, b"k", inbox)
+            async with running(second):
+                second.send(1, b"hello")  # its link to us is up once this arrives
+                assert await until(lambda: (1, 2, b"hello") in inbox)
+                assert lost == []
+            # Its process is gone: our inbound link from it closed.
+            assert await until(lambda: lost == [2])
+        await asyncio.sleep(0.1)
+        assert lost == [2]  # stopping ourselves reports nothing
+
+    asyncio.run(scenario())

@@ -68,6 +68,12 @@ Rules:
   records its commit index, confirms with one heartbeat round that a quorum still
   follows it (heartbeats carry a read sequence number that responses echo), and answers;
   a follower forwards the request (READ_INDEX) and gets the answer back. No lease reads.
+* Leader lost: a driver whose link from the leader closed (its process died: the kernel
+  closes its sockets) calls `leader_unreachable(leader_id)`. The follower forgets its
+  leader — so it grants votes at once instead of honouring the lease — and campaigns
+  after 1 + r ticks, r its rank by id among the other voters, so the survivors do not
+  split the vote. Only liveness depends on the hint: a wrong one costs a refused
+  pre-vote (the others still hear the leader) and the next heartbeat restores the leader.
 * Role changes go through `_TRANSITIONS`; anything else is a bug.
 * Messages from replicas that are neither voters nor learners are dropped (a non-member
   never affects a quorum), and so are malformed ones (`_well_formed`): peer input never
@@ -474,6 +480,19 @@ class Raft:
         if self._role in (Role.LEADER, Role.LEARNER):
             return
         self._pre_campaign()
+        self._check_invariants()
+
+    def leader_unreachable(self, peer_id: int) -> None:
+        """The driver's link from `peer_id` is gone; if that is our leader, seek an
+        election soon (see the module rules). Anything else is ignored."""
+        if self._role != Role.FOLLOWER or peer_id == 0 or peer_id != self._leader_id:
+            return
+        others = sorted(v for v in self._voters if v != peer_id)
+        if self._replica_id not in others:
+            return
+        self._leader_id = 0
+        self._election_elapsed_ticks = 0
+        self._randomized_election_ticks = 1 + others.index(self._replica_id)
         self._check_invariants()
 
     def step(self, message: Message) -> None:

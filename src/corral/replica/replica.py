@@ -715,6 +715,16 @@ class Replica:
         self._pump(out)
         return out
 
+    def on_peer_link_lost(self, peer_id: int, now_ms: int, wall_ms: int) -> Outbox:
+        """The link from `peer_id` closed (server/peers.py): if it led us, its process
+        may be gone, so seek an election now rather than after the election timeout
+        (Raft's `leader_unreachable`; a hint, never a safety input)."""
+        out = Outbox()
+        self._now_ms, self._wall_ms = now_ms, wall_ms
+        self._raft.leader_unreachable(peer_id)
+        self._pump(out)
+        return out
+
     def _release_syncs(self, out: Outbox) -> None:
         """Answer the syncs whose read index this replica has applied."""
         if not self._sync_targets:

@@ -25,6 +25,9 @@ Rules:
   sequence number and payload: bytes injected, changed, dropped or replayed by anything
   between the two replicas close the link. A refused link is logged; nothing from it
   reaches the replica.
+* When an authenticated inbound link closes, the transport says so (`on_link_lost`): a
+  peer whose process died closes its links at once, which lets a follower notice a dead
+  leader without waiting out its election timeout.
 * Every frame is bounded (PEER_FRAME_SIZE_MAX); every wait is bounded; reconnects back
   off exponentially with jitter, up to a cap.
 """
@@ -107,6 +110,9 @@ class PeerTransport:
     secret: bytes
     fingerprint: bytes  # membership_fingerprint() of the ensemble, the same on every member
     on_payload: Callable[[int, bytes], None]  # (peer id, payload), called on the loop
+    # (peer id): its authenticated link to us closed (EOF, reset, bad frame) — its
+    # process may have died. Not called when a newer link from it replaced this one.
+    on_link_lost: Callable[[int], None] | None = None
     queue_frames_max: int = limits.PEER_QUEUE_FRAMES_MAX
     backoff_min_ms: int = 50
     backoff_max_ms: int = 2_000
@@ -299,6 +305,8 @@ class PeerTransport:
         finally:
             if peer_id and self._inbound.get(peer_id) is writer:
                 del self._inbound[peer_id]
+                if self.on_link_lost is not None and not self._stopping.is_set():
+                    self.on_link_lost(peer_id)
             writer.close()
 
     async def _handshake_acceptor(

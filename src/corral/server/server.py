@@ -145,10 +145,14 @@ class Server:
                     (m.replica_id for m in self.config.members if m.observer),
                 ),
                 on_payload=self._on_payload,
+                on_link_lost=self._on_peer_link_lost,
             )
 
     def _on_payload(self, peer_id: int, payload: bytes) -> None:
         self._execute(self.replica.on_message(peer_id, payload, monotonic_ms(), wall_ms()))
+
+    def _on_peer_link_lost(self, peer_id: int) -> None:
+        self._execute(self.replica.on_peer_link_lost(peer_id, monotonic_ms(), wall_ms()))
 
     def _send_to_peers(self, messages: list[tuple[int, bytes]]) -> None:
         assert self._peers is not None or not messages, "a standalone server has no peers"

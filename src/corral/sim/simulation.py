@@ -14,6 +14,7 @@ raft.py's contract), the disk, the network and the clients, and injects faults:
   pauses (no ticks, no delivery, no disk progress) and resumes; slow disks (a persist
   takes from 1 ms to 100 ms);
 * drivers: log compaction behind a snapshot at random moments, leader transfers,
+  link-loss hints (`leader_unreachable`) when a replica crashes or a cut closes links,
   membership changes (a learner promoted or a voter demoted, one at a time), and leaders
   crashing right after their commit index advanced;
 * clients: propose unique values to whichever replica believes it leads, and ask any
@@ -429,6 +430,16 @@ class Simulation:
         replica.applied = []
         replica.held = []
         replica.paused = False
+        self._links_closed({(replica.replica_id, other) for other in self.replicas})
+
+    def _links_closed(self, links: set[tuple[int, int]]) -> None:
+        """What a driver sees when links close (a crash, a cut): the receiving end hears
+        that it lost its link from the sender (`leader_unreachable`; a hint Raft may act
+        on early, never a safety input)."""
+        for sender, receiver in sorted(links):
+            target = self.replicas.get(receiver)
+            if receiver != sender and target is not None and target.raft is not None:
+                target.raft.leader_unreachable(sender)
 
     def _restart(self, replica: _Replica) -> None:
         replica.restarts += 1
@@ -508,6 +519,8 @@ class Simulation:
             if rng.random() < self.config.leader_fault_share:
                 side.add(replica.replica_id)  # often the leader ends up in the minority
             self.cut = {(a, b) for a in ids for b in ids if (a in side) != (b in side)}
+            if rng.random() < 0.5:  # a cut that closes connections, not a silent one
+                self._links_closed(self.cut)
             self.heal_ms = self.now_ms + outage_ms
             self._log(f"partition {sorted(side)} | {sorted(set(ids) - side)}")
         elif fault == "one_way" and len(self.replicas) > 1:
@@ -516,6 +529,8 @@ class Simulation:
                 (replica.replica_id, other) if rng.random() < 0.5 else (other, replica.replica_id)
             )
             self.cut.add(link)
+            if rng.random() < 0.5:
+                self._links_closed({link})
             self.heal_ms = max(self.heal_ms, self.now_ms + outage_ms)
             self._log(f"link r{link[0]} -> r{link[1]} cut")
         elif fault == "transfer" and replica.raft is not None and len(replica.raft.voters) > 1:
