@@ -829,6 +829,30 @@ def test_a_demoted_leader_retries_the_hand_over() -> None:
     assert cluster.rafts[1].role == Role.LEARNER
 
 
+def test_a_leader_that_demoted_itself_does_not_vouch_for_its_reads() -> None:
+    """Found by the simulation (seed 2024 at --steps 8000): a leader no longer among the
+    voters, with one voter left, answered read_index at once (quorum size 1) while that
+    voter had already been handed leadership and committed newer writes."""
+    cluster = Cluster((1, 2))
+    cluster.elect(1)
+    cluster.propose(1, b"a")
+    cluster.stabilize()
+    # The removal commits, but the hand-over (TIMEOUT_NOW) and everything after it from
+    # 2 are lost: 1 still believes it leads, with voters (2,).
+    cluster.rafts[1].propose_membership((2,), (1,))
+    cluster.stabilize(lambda m: m.kind != MessageKind.TIMEOUT_NOW)
+    assert cluster.rafts[1].role == Role.LEADER and cluster.rafts[1].voters == (2,)
+    cluster.cut |= {(2, 1)}
+    assert cluster.rafts[1].read_index(7)
+    cluster.stabilize()
+    states = [s for _, r in cluster.readies for s in r.read_states]
+    assert all(state.request_id != 7 for state in states)  # unconfirmed: no answer
+    cluster.heal()
+    cluster.tick([1, 2], count=2)  # a heartbeat round with the voter confirms it
+    states = [s for _, r in cluster.readies for s in r.read_states]
+    assert [s.request_id for s in states if s.request_id == 7] == [7]
+
+
 def test_a_voter_whose_removal_is_not_committed_still_campaigns() -> None:
     """Found by the simulation (seed 50340 at --steps 8000): the removed leader lost its
     quorum before the removal committed; the other voter, without the entry, still needed

@@ -1157,7 +1157,10 @@ class Raft:
             # log is empty knows that nothing was ever committed.)
             self._reads_before_commit.append((origin_id, request_id))
             return
-        if self.quorum_size == 1:
+        # A leader that removed itself from the voters leads on without counting itself:
+        # nor does it vouch for its own leadership in a read round.
+        counts_itself = self._replica_id in self._voters
+        if counts_itself and self.quorum_size == 1:
             self._answer_read(origin_id, request_id, self._commit)
             return
         self._read_sequence += 1
@@ -1167,7 +1170,7 @@ class Raft:
                 origin_id=origin_id,
                 request_id=request_id,
                 index=self._commit,
-                acks={self._replica_id},
+                acks={self._replica_id} if counts_itself else set(),
             )
         )
         self._read_round_pending = True
