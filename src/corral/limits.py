@@ -43,6 +43,9 @@ APPEND_SIZE_MAX = 4 * 1_048_576  # bytes of entry data in one APPEND (one entry 
 INFLIGHT_APPENDS_PER_PEER_MAX = 64  # APPEND messages with entries unacknowledged per peer
 SNAPSHOT_CHUNK_SIZE_MAX = 1_048_576  # bytes of snapshot data in one SNAPSHOT_CHUNK message
 SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory up to this
+# A SNAPSHOT_CHUNK payload: the chunk, its message fields and the snapshot's membership.
+SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX = SNAPSHOT_CHUNK_SIZE_MAX + 1_024
+assert SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX <= PEER_FRAME_SIZE_MAX
 READS_PENDING_MAX = 100_000  # read-index requests a leader holds awaiting confirmation
 assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
 

@@ -1,12 +1,15 @@
 """Three real corral servers on 127.0.0.1 as one ensemble (zoo.cfg server.N lines).
 
 What is shown here: an elected leader, writes through any member visible on every
-member, and a new leader serving writes after the old one is killed with SIGKILL.
+member, a new leader serving writes after the old one is killed with SIGKILL, and a
+member wiped clean catching up from the leader's snapshot once the leader has compacted
+its log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -41,12 +44,13 @@ def wait_for_leader(servers: dict[int, CorralServer], excluded: int = 0) -> int:
     raise AssertionError(f"no single leader: {modes}")
 
 
-@pytest.fixture
-def ensemble() -> Iterator[dict[int, CorralServer]]:
+def start_ensemble(extra: dict[str, str]) -> Iterator[dict[int, CorralServer]]:
     quorum_ports = {rid: (free_port(), free_port()) for rid in IDS}
     members = {f"server.{rid}": f"127.0.0.1:{q}:{e}" for rid, (q, e) in quorum_ports.items()}
     servers = {
-        rid: CorralServer(config={**members, "myid": str(rid), "ensemble.secret": "test-ensemble"})
+        rid: CorralServer(
+            config={**members, "myid": str(rid), "ensemble.secret": "test-ensemble", **extra}
+        )
         for rid in IDS
     }
     try:
@@ -56,6 +60,19 @@ def ensemble() -> Iterator[dict[int, CorralServer]]:
     finally:
         for server in servers.values():
             server.stop()
+
+
+@pytest.fixture
+def ensemble() -> Iterator[dict[int, CorralServer]]:
+    yield from start_ensemble({})
+
+
+@pytest.fixture
+def compacting_ensemble() -> Iterator[dict[int, CorralServer]]:
+    # A snapshot (and log compaction) every 26..50 txns, autopurge on.
+    yield from start_ensemble(
+        {"snapCount": "50", "autopurge.purgeInterval": "1", "autopurge.snapRetainCount": "3"}
+    )
 
 
 def client_for(server: CorralServer) -> KazooClient:
@@ -236,6 +253,76 @@ def test_mntr_and_srvr_show_the_ensemble(ensemble: dict[int, CorralServer]) -> N
         assert follower_metrics["zk_server_state"] == "follower"
         assert follower_metrics["zk_peer_state"] == "following - broadcast"
         assert "zk_synced_followers" not in follower_metrics
+    finally:
+        client.stop()
+        client.close()
+
+
+def tree_of(client: KazooClient) -> dict[str, tuple[bytes, object]]:
+    """Every znode's data and Stat, read through the wire protocol (iterative walk)."""
+    client.sync("/")
+    found: dict[str, tuple[bytes, object]] = {}
+    pending = ["/"]
+    while pending:
+        path = pending.pop()
+        data, stat = client.get(path)
+        found[path] = (data, stat)
+        for child in client.get_children(path):
+            pending.append(f"{path.rstrip('/')}/{child}")
+    return found
+
+
+def wait_for_log_line(server: CorralServer, text: str) -> str:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        log_text = server.log_path.read_text(errors="replace")
+        if text in log_text:
+            return log_text
+        assert time.monotonic() < deadline, f"no {text!r} in the log of {server.port}"
+        time.sleep(0.1)
+
+
+def test_a_member_wiped_clean_catches_up_by_snapshot(
+    compacting_ensemble: dict[int, CorralServer],
+) -> None:
+    servers = compacting_ensemble
+    leader = wait_for_leader(servers)
+    wiped = next(rid for rid in IDS if rid != leader)
+    client = client_for(servers[leader])
+    try:
+        for i in range(300):
+            client.create(f"/before{i}", b"b%d" % i)
+        servers[wiped].stop(keep_workdir=True)
+        data_dir = servers[wiped].data_dir
+        for path in data_dir.iterdir():  # wipe everything but myid (if it is a file)
+            if path.name != "myid":
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        for i in range(200):
+            client.create(f"/after{i}", b"a%d" % i)
+        # The leader snapshotted and compacted its log: it no longer holds index 1.
+        leader_log = wait_for_log_line(servers[leader], "written in")
+        assert "snapshot at index" in leader_log
+        assert list((servers[leader].data_dir / "snapshots").glob("snapshot.*"))
+
+        servers[wiped].start()
+        wiped_log = wait_for_log_line(servers[wiped], "installed the leader's snapshot at index")
+        assert "installed snapshot" in wiped_log
+        assert list((data_dir / "snapshots").glob("snapshot.*"))
+        assert "sending snapshot" in servers[leader].log_path.read_text(errors="replace")
+        client.create("/last", b"z")
+        reader = client_for(servers[wiped])
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while reader.exists("/last") is None:  # bounded: the member is catching up
+                assert time.monotonic() < deadline, "the wiped member never caught up"
+                time.sleep(0.1)
+            assert tree_of(reader) == tree_of(client)
+        finally:
+            reader.stop()
+            reader.close()
     finally:
         client.stop()
         client.close()

@@ -1,8 +1,10 @@
 """Three Replicas in one process: a fake clock, a network we control, sans-IO clients.
 
 The replicas exchange the payloads of replica/messages.py through an in-memory network
-that a test can cut; each persists into its own MemoryLogStorage. Clients attach to a
-chosen replica, as a ZooKeeper client attaches to one server of an ensemble.
+that a test can cut; each persists into its own MemoryLogStorage and keeps its last
+snapshot in memory (`compact` takes one; a snapshot received from the leader is
+installed as the Outbox contract says). Clients attach to a chosen replica, as a
+ZooKeeper client attaches to one server of an ensemble.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from corral.consensus.log_storage import MemoryLogStorage
-from corral.consensus.types import MessageKind
+from corral.consensus.types import MessageKind, SnapshotMeta
 from corral.protocol.connection import (
     NEED_DATA,
     PEER_CLOSED,
@@ -31,9 +33,10 @@ from corral.protocol.records import (
     Record,
     SetDataRequest,
 )
-from corral.replica.messages import RaftPayload, decode_payload
+from corral.replica.messages import RaftPayload, decode_payload, encode_snapshot_chunks
 from corral.replica.outbox import Outbox
 from corral.replica.replica import Replica, ReplicaConfig
+from corral.tree.snapshot import encode_snapshot
 from corral.tree.tree import DataTree
 
 WALL_EPOCH_MS = 1_700_000_000_000
@@ -64,6 +67,8 @@ class Cluster:
         self.stalled: set[int] = set()  # replicas whose disk holds every persist
         self.held: dict[int, list[Outbox]] = {rid: [] for rid in IDS}  # (stalled disks)
         self.clients: dict[tuple[int, int], Client] = {}
+        self.snapshots: dict[int, tuple[SnapshotMeta, bytes]] = {}  # the durable one
+        self.installs: dict[int, int] = dict.fromkeys(IDS, 0)  # snapshots received
         self._next_connection = 1
         for rid in IDS:
             self.replicas[rid] = Replica(
@@ -111,6 +116,11 @@ class Cluster:
                 continue
             if current.persist is not None:
                 storage = self.storages[rid]
+                snapshot = current.persist.snapshot
+                if snapshot is not None:
+                    self.snapshots[rid] = (snapshot.meta, snapshot.data)
+                    storage.apply_snapshot(snapshot.meta)
+                    self.installs[rid] += 1
                 if current.persist.entries:
                     storage.append(current.persist.entries)
                 if current.persist.hard_state is not None:
@@ -124,6 +134,23 @@ class Cluster:
             # Messages go out after the persist above (the Outbox contract).
             for peer_id, payload in current.send:
                 self.network.append((rid, peer_id, payload))
+            for send in current.snapshot_sends:
+                held = self.snapshots.get(rid)
+                if held is None or held[0] != send.meta:
+                    continue  # gone: Raft asks again with its current snapshot
+                for peer_id, payload in encode_snapshot_chunks(send, held[1]):
+                    self.network.append((rid, peer_id, payload))
+
+    def compact(self, rid: int) -> SnapshotMeta:
+        """Snapshot replica `rid`'s tree, make it "durable", compact Raft and the log."""
+        replica = self.replicas[rid]
+        meta = replica.snapshot_meta()
+        assert meta is not None
+        assert meta.index == replica.tree.last_zxid, (meta, replica.tree.last_zxid)
+        self.snapshots[rid] = (meta, encode_snapshot(replica.tree))
+        self.execute(rid, replica.on_snapshot_durable(meta))
+        self.storages[rid].compact(meta.index, meta)
+        return meta
 
     def unstall(self, rid: int) -> None:
         """The stalled disk of `rid` finishes what it holds."""

@@ -29,6 +29,7 @@ from corral.consensus.types import (
     Message,
     MessageKind,
     SnapshotMeta,
+    SnapshotSend,
 )
 from corral.protocol.errors import DecodeError
 from corral.protocol.jute import Reader, Writer
@@ -105,6 +106,15 @@ def encode_payload(payload: Payload) -> bytes:
                 w.int64(session_id)
                 w.int32(timeout_ms)
     return w.getvalue()
+
+
+def encode_snapshot_chunks(send: SnapshotSend, content: bytes) -> list[tuple[int, bytes]]:
+    """(peer id, payload) for each SNAPSHOT_CHUNK that streams `content` — the content of
+    the durable snapshot file for `send.meta` — to `send.to_id`. Each payload fits one
+    peer frame (limits.py: SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX)."""
+    return [
+        (chunk.to_id, encode_payload(RaftPayload(message=chunk))) for chunk in send.chunks(content)
+    ]
 
 
 def _header(w: Writer, kind: PayloadKind) -> None:

@@ -20,6 +20,13 @@ Rules:
   server: their sessions are local (never in the log, gone when the quorum is back),
   reads and watches work, writes and sync answer NOTREADONLY. When a leader is known
   again every connection is closed once more and normal service resumes.
+* Snapshots: the driver writes them (from the files) at `snapshot_meta()` and reports
+  each durable one with `on_snapshot_durable`, which lets Raft compact its log. A
+  snapshot received from the leader goes to the driver as `Persist.snapshot`; once it is
+  durable (`on_persisted`) it replaces the tree, and everything that depended on the old
+  tree is reset: every client connection is closed (as ZooKeeper does to a follower that
+  resynchronises), so clients reconnect, resume their sessions and set their watches
+  again; session expiry restarts from the new session table.
 
 What it must not know: sockets, files, the asyncio loop, the four-letter word formats.
 """
@@ -36,7 +43,16 @@ from dataclasses import dataclass, field
 from corral import limits
 from corral.consensus.log_storage import LogStorage
 from corral.consensus.raft import Raft
-from corral.consensus.types import Entry, EntryKind, HardState, Message, Ready, Role
+from corral.consensus.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
 from corral.protocol.connection import (
     BadRequest,
     Request,
@@ -87,6 +103,7 @@ from corral.replica.messages import (
 )
 from corral.replica.outbox import Outbox, Persist
 from corral.tree.acl import authenticate, check_acl, who_am_i
+from corral.tree.snapshot import decode_snapshot
 from corral.tree.tree import DataTree, TreeEvent
 from corral.tree.txn import (
     ClientTxn,
@@ -364,6 +381,7 @@ class Replica:
         self._sync_targets: list[tuple[int, int, _Pending]] = []  # (index, connection, pending)
         self._applied_index = tree.last_zxid
         self._persist_in_flight: tuple[int, Ready] | None = None
+        self._installing: DataTree | None = None  # decoded from the snapshot in flight
         self._lazy_hard_state: HardState | None = None  # a commit-only change not on disk yet
         self._proposal_sizes = (0, 0, 0)  # bytes of proposed entries: last, min, max
         self._persist_token = 0
@@ -677,7 +695,30 @@ class Replica:
         assert token == expected, (token, expected)
         self._now_ms, self._wall_ms = now_ms, wall_ms
         self._persist_in_flight = None
+        if ready.snapshot is not None:
+            self._install(ready.snapshot, out)
         self._raft.advance(ready)
+        self._pump(out)
+        return out
+
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        """What a snapshot of the state machine taken now must describe (None: nothing
+        applied yet): Raft's applied index, its term, and the membership in force there.
+        The driver writes the snapshot at exactly this index (the tree may have applied
+        a little further while a persist is in flight; the snapshot writer rebuilds the
+        tree at the index from the files)."""
+        if self._raft.applied_index < 1:
+            return None
+        return self._raft.snapshot_meta()
+
+    def on_snapshot_durable(self, meta: SnapshotMeta) -> Outbox:
+        """A snapshot taken at `meta` (from `snapshot_meta()`) is durable: Raft may drop its
+        log up to `meta.index`. The driver then drops the same entries from its storage
+        (`Wal.compact`). A no-op when a received snapshot has overtaken it meanwhile."""
+        out = Outbox()
+        if meta.index < self._raft.first_index - 1:
+            return out  # already compacted past it (an installed snapshot overtook it)
+        self._raft.compact(meta.index, meta)
         self._pump(out)
         return out
 
@@ -903,8 +944,17 @@ class Replica:
                 if waiter is not None:
                     self._sync_targets.append((read_state.index, waiter[0], waiter[1]))
             self._release_syncs(out)
+            out.snapshot_sends.extend(ready.snapshot_sends)
             hard_state = ready.hard_state or self._lazy_hard_state
-            if ready.entries or (ready.hard_state is not None and ready.must_sync):
+            if (
+                ready.entries
+                or ready.snapshot is not None
+                or (ready.hard_state is not None and ready.must_sync)
+            ):
+                if ready.snapshot is not None:
+                    # Decoded before it is made durable: a snapshot we could not load must
+                    # never replace our state on disk.
+                    self._installing = self._decode(ready.snapshot)
                 self._persist_token += 1
                 assert out.persist is None
                 out.persist = Persist(
@@ -912,6 +962,7 @@ class Replica:
                     entries=ready.entries,
                     hard_state=hard_state,
                     must_sync=ready.must_sync,
+                    snapshot=ready.snapshot,
                 )
                 self._lazy_hard_state = None
                 self._queue_messages(ready.messages, out)
@@ -932,6 +983,57 @@ class Replica:
             # index traffic — go now, or a slow disk would look like a dead leader.
             self._queue_messages(self._raft.take_messages(), out)
         self._notice_leader(out)
+
+    def _decode(self, snapshot: Snapshot) -> DataTree:
+        """The tree of a snapshot from the leader. The leader streams the content of a
+        snapshot file it wrote and checked (checksums) over an authenticated link, so
+        bytes that do not decode are a bug, not an input to survive: we stop rather than
+        install state we cannot read (Raft has already given up our log for it)."""
+        tree = self.tree
+        try:
+            installed = decode_snapshot(
+                snapshot.data,
+                extended_types_enabled=tree.extended_types_enabled,
+                skip_acl=tree.skip_acl,
+                enforce_quota=tree.enforce_quota,
+            )
+        except DecodeError as e:
+            raise AssertionError(f"snapshot {snapshot.meta} does not decode: {e}") from e
+        assert installed.last_zxid == snapshot.meta.index, (installed.last_zxid, snapshot.meta)
+        return installed
+
+    def _install(self, snapshot: Snapshot, out: Outbox) -> None:
+        """The leader's snapshot is durable: it replaces the tree. Client connections are
+        closed (ZooKeeper closes them on a follower that resynchronises): their watches,
+        pending requests and syncs were about the old tree; clients reconnect, resume
+        their sessions (if the new table has them) and set their watches again."""
+        installed, self._installing = self._installing, None
+        assert installed is not None
+        log.info(
+            "installed the leader's snapshot at index %d (term %d): %d znodes, %d sessions; "
+            "closing %d client connections",
+            snapshot.meta.index,
+            snapshot.meta.term,
+            installed.node_count,
+            len(installed.sessions),
+            len(self.connections),
+        )
+        self.tree = installed
+        self._applied_index = snapshot.meta.index
+        for connection in list(self.connections.values()):
+            self._close(connection, out)
+        self.watches = WatchTable()
+        self._session_owner.clear()
+        self._proposals.clear()
+        self._syncs.clear()
+        self._sync_targets.clear()
+        self._closing_sessions.clear()
+        self._pending_reaps.clear()
+        self._touched.clear()
+        # Sessions get a fresh full timeout to come back (as after a restart).
+        self._expiry = ExpiryTracker(self.config.tick_time_ms)
+        for session in installed.sessions.values():
+            self._expiry.touch(session.session_id, session.timeout_ms, self._now_ms)
 
     def _queue_messages(self, messages: tuple[Message, ...], out: Outbox) -> None:
         for message in messages:

@@ -19,10 +19,19 @@ Rules:
   half-written snapshot is only ever a `.tmp` file.
 * When to snapshot: after a random count of applied txns in [snapCount/2+1, snapCount]
   since the last one (ZooKeeper's randomisation, so replicas do not snapshot together);
-  one snapshot at a time. After a snapshot, the in-memory log drops the entries it
-  covers and the WAL starts a new segment, so that purge can delete whole files.
+  one snapshot at a time, at the index, term and membership Raft has in force there
+  (`Replica.snapshot_meta`). After a snapshot, the replica tells Raft
+  (`Replica.on_snapshot_durable`: Raft.compact), then the in-memory log drops the entries
+  it covers and the WAL starts a new segment, so that purge can delete whole files. A
+  peer that needs compacted entries gets the snapshot instead (chunks of the snapshot
+  file's content, read on the IO thread: `DurableLog.load_snapshot`).
+* A snapshot received from the leader is installed by `DurableLog.persist`: new WAL
+  segment after it, the snapshot file, then the batch (wal.py says why a crash anywhere
+  recovers the old state or the new one).
 * Purge runs every autopurge.purgeInterval hours (0: never, ZooKeeper's default), first
-  at start-up, keeping autopurge.snapRetainCount snapshots (at least 3).
+  at start-up, keeping autopurge.snapRetainCount snapshots (at least 3), standalone or
+  in an ensemble alike. It never removes the newest snapshot, which is the one a leader
+  sends; a send whose file a purge removed meanwhile is skipped and Raft asks again.
 """
 
 from __future__ import annotations
@@ -35,15 +44,17 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import corral
-from corral.consensus.types import SnapshotMeta
+from corral.consensus.types import Snapshot, SnapshotMeta
 from corral.protocol.errors import DecodeError
 from corral.replica.outbox import Persist
 from corral.server.config import ServerConfig
 from corral.storage.fs import FileSystem, OsFileSystem
-from corral.storage.recovery import purge, recover
+from corral.storage.recovery import install_snapshot, purge, recover
+from corral.storage.snapshots import SnapshotCorrupt, list_snapshots, read_snapshot
 from corral.storage.wal import Wal
 from corral.tree.snapshot import decode_snapshot
 from corral.tree.tree import DataTree
@@ -52,17 +63,61 @@ log = logging.getLogger("corral.server")
 
 
 class DurableLog:
-    """The replica's log on disk: `persist` writes and fsyncs off the event loop."""
+    """The replica's log and snapshots on disk: `persist` writes and fsyncs off the event
+    loop; `load_snapshot` reads a snapshot file off the event loop too."""
 
-    def __init__(self, wal: Wal, io: ThreadPoolExecutor) -> None:
+    def __init__(self, wal: Wal, io: ThreadPoolExecutor, data_dir: str) -> None:
         self.storage = wal
         self._io = io
+        self._data_dir = data_dir
+        self.snapshots_installed = 0
 
     async def persist(self, persist: Persist) -> None:
         wal = self.storage
+        loop = asyncio.get_running_loop()
+        snapshot = persist.snapshot
+        if snapshot is not None:
+            # The order makes a crash anywhere recover a consistent state (wal.py):
+            # new segment after the snapshot, then the snapshot file, then memory.
+            await loop.run_in_executor(self._io, self._install_files, snapshot)
+            wal.installed(snapshot.meta)
+            self.snapshots_installed += 1
         batch = wal.make_batch(persist.entries, persist.hard_state, persist.must_sync)
-        await asyncio.get_running_loop().run_in_executor(self._io, wal.write, batch)
+        await loop.run_in_executor(self._io, wal.write, batch)
         wal.written(batch)
+
+    def _install_files(self, snapshot: Snapshot) -> None:
+        path = install_snapshot(
+            self.storage, self._data_dir, meta=snapshot.meta, content=snapshot.data
+        )
+        log.info(
+            "installed snapshot %s from the leader (index %d, term %d, %d bytes)",
+            path,
+            snapshot.meta.index,
+            snapshot.meta.term,
+            len(snapshot.data),
+        )
+
+    async def load_snapshot(self, meta: SnapshotMeta) -> bytes | None:
+        """The content of the durable snapshot file for `meta`; None when it is gone
+        (purged), damaged, or describes something else."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, self._read_snapshot, meta)
+
+    def _read_snapshot(self, meta: SnapshotMeta) -> bytes | None:
+        fs = self.storage.fs
+        for index, path in list_snapshots(fs, self._data_dir):
+            if index != meta.index:
+                continue
+            try:
+                snapshot = read_snapshot(fs, path)
+            except (SnapshotCorrupt, OSError) as e:
+                log.error("cannot send snapshot %s: %s", path, e)
+                return None
+            if snapshot.meta != meta:
+                log.error("cannot send snapshot %s: it holds %s, not %s", path, snapshot.meta, meta)
+                return None
+            return snapshot.content
+        return None
 
 
 def open_durable(config: ServerConfig, fs: FileSystem | None = None) -> tuple[DataTree, Wal]:
@@ -137,12 +192,12 @@ class Snapshotter:
         config: ServerConfig,
         wal: Wal,
         rng: random.Random,
-        voters: tuple[int, ...],
+        on_durable: Callable[[SnapshotMeta], None],
     ) -> None:
         self._config = config
         self._wal = wal
         self._rng = rng
-        self._voters = voters
+        self._on_durable = on_durable
         snapshot = wal.snapshot_meta()
         self._last_index = snapshot.index if snapshot is not None else 0  # or last attempt
         self._threshold = self._next_threshold()
@@ -160,16 +215,21 @@ class Snapshotter:
     def in_progress(self) -> bool:
         return self._in_progress
 
-    def maybe_snapshot(self, tree: DataTree, tasks: asyncio.TaskGroup) -> None:
-        """Call after applying entries; starts a snapshot writer when it is time."""
-        if self._in_progress or self._stopping:
+    def note_installed(self, meta: SnapshotMeta) -> None:
+        """A snapshot from the leader was installed: count the next threshold from it."""
+        self._last_index = max(self._last_index, meta.index)
+
+    def maybe_snapshot(self, meta: SnapshotMeta | None, tasks: asyncio.TaskGroup) -> None:
+        """Call after applying entries with `Replica.snapshot_meta()` (the applied index,
+        its term and the membership Raft has in force there); starts a snapshot writer
+        when it is time."""
+        if self._in_progress or self._stopping or meta is None:
             return
-        index = tree.last_zxid
+        index = meta.index
         if index - self._last_index < self._threshold:
             return
-        if not self._wal.first_index() - 1 <= index <= self._wal.last_index():
-            return  # not in the log (cannot happen after replay); wait for the next one
-        meta = SnapshotMeta(index=index, term=self._wal.term(index), voters=self._voters)
+        if not self._wal.first_index() <= index <= self._wal.last_index():
+            return  # not in the log (just installed, or compacted): wait for the next one
         config = self._config
         argv = [
             sys.executable,
@@ -185,6 +245,8 @@ class Snapshotter:
             str(meta.term),
             "--voters",
             ",".join(map(str, meta.voters)),
+            "--learners",
+            ",".join(map(str, meta.learners)),
             "--parent-pid",
             str(os.getpid()),
         ]
@@ -230,8 +292,8 @@ class Snapshotter:
             meta.index,
             (time.monotonic() - started) * 1000,
         )
-        self._wal.compact(meta.index, meta)
-        self._wal.request_roll()
+        if not self._stopping:
+            self._on_durable(meta)  # Raft compacts first, then the WAL
 
     async def stop(self) -> None:
         """Abandon a snapshot in progress (its .tmp file is removed at the next start)."""

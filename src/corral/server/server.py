@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from corral import limits
+from corral.consensus.types import SnapshotMeta, SnapshotSend
 from corral.protocol.connection import (
     NEED_DATA,
     PEER_CLOSED,
@@ -37,6 +38,7 @@ from corral.protocol.connection import (
     ServerConnection,
 )
 from corral.protocol.errors import RemoteProtocolError
+from corral.replica.messages import encode_snapshot_chunks
 from corral.replica.outbox import Outbox
 from corral.replica.replica import Replica
 from corral.server import fourletter
@@ -110,12 +112,12 @@ class Server:
         # Recovery (storage/): the newest valid snapshot, the log after it; Raft replays it.
         tree, wal = open_durable(self.config)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-io")
-        self._log = DurableLog(wal, self._io)
+        self._log = DurableLog(wal, self._io, self.config.data_dir)
         self._snapshotter = Snapshotter(
             config=self.config,
             wal=wal,
             rng=random.Random(int.from_bytes(os.urandom(8), "big")),
-            voters=self.config.replica_config().voter_ids,
+            on_durable=self._on_snapshot_durable,
         )
         self.replica = Replica(
             config=self.config.replica_config(),
@@ -148,6 +150,15 @@ class Server:
                 on_link_lost=self._on_peer_link_lost,
             )
 
+    def _on_snapshot_durable(self, meta: SnapshotMeta) -> None:
+        """The snapshot writer finished: Raft compacts first, then the WAL (in memory; the
+        files go at the next purge) and a new segment starts."""
+        self._execute(self.replica.on_snapshot_durable(meta))
+        wal = self._log.storage
+        if meta.index >= wal.first_index() - 1:  # else a received snapshot overtook it
+            wal.compact(meta.index, meta)
+            wal.request_roll()
+
     def _on_payload(self, peer_id: int, payload: bytes) -> None:
         self._execute(self.replica.on_message(peer_id, payload, monotonic_ms(), wall_ms()))
 
@@ -177,14 +188,11 @@ class Server:
         ):
             self._tasks = tasks
             log_writer = tasks.create_task(self._log_writer())
-            if self._peers is None:
-                tasks.create_task(purge_loop(self.config, self._io, self._stopping))
-            else:
-                # Until snapshots are sent to lagging members, every member keeps its
-                # whole log (a purged log could strand a follower).
+            tasks.create_task(purge_loop(self.config, self._io, self._stopping))
+            if self._peers is not None:
                 tasks.create_task(self._peers.run())
                 log.info(
-                    "ensemble member %d of %s; autopurge is off in an ensemble",
+                    "ensemble member %d of %s",
                     self.config.my_id,
                     ",".join(str(m.replica_id) for m in self.config.members),
                 )
@@ -384,6 +392,33 @@ class Server:
             self._persist_queue.put_nowait(out)
         else:
             self._send_to_peers(out.send)
+            self._stream_snapshots(out.snapshot_sends)
+
+    def _stream_snapshots(self, sends: list[SnapshotSend]) -> None:
+        """Each send reads its snapshot file on the IO thread, then queues the chunks."""
+        if self._tasks is None:
+            return  # stopping: Raft asks again after a restart
+        for send in sends:
+            self._tasks.create_task(self._stream_snapshot(send))
+
+    async def _stream_snapshot(self, send: SnapshotSend) -> None:
+        content = await self._log.load_snapshot(send.meta)
+        if content is None:
+            log.info(
+                "snapshot %d for replica %d is gone; the leader will offer a newer one",
+                send.meta.index,
+                send.to_id,
+            )
+            return
+        payloads = encode_snapshot_chunks(send, content)
+        log.info(
+            "sending snapshot %d (%d bytes, %d chunks) to replica %d",
+            send.meta.index,
+            len(content),
+            len(payloads),
+            send.to_id,
+        )
+        self._send_to_peers(payloads)
 
     async def _resume_when_read(self, client: _Client) -> None:
         """Give the replica the next batch of a paused connection once it read this one."""
@@ -398,10 +433,13 @@ class Server:
             out = await self._persist_queue.get()
             assert out.persist is not None
             await self._log.persist(out.persist)
+            if out.persist.snapshot is not None:
+                self._snapshotter.note_installed(out.persist.snapshot.meta)
             self._send_to_peers(out.send)  # votes and appends only once durable
+            self._stream_snapshots(out.snapshot_sends)
             self._execute(self.replica.on_persisted(out.persist.token, monotonic_ms(), wall_ms()))
             if self._tasks is not None:
-                self._snapshotter.maybe_snapshot(self.replica.tree, self._tasks)
+                self._snapshotter.maybe_snapshot(self.replica.snapshot_meta(), self._tasks)
             if self._persist_queue.empty():
                 self._log_idle.set()
 

@@ -10,6 +10,11 @@ Rules:
   StorageError says why, file by file.
 * The state machine's decoding is passed in (`decode`): storage/ does not know trees.
   A decoder signals bad content with protocol.errors.DecodeError.
+* Installing a snapshot received from a leader (`install_snapshot`): a new WAL segment
+  that starts after the snapshot's index, then the snapshot file, then (caller's thread)
+  `Wal.installed`. A crash before the snapshot file is durable leaves an empty segment
+  after a gap, which open_wal removes: the state before the install is recovered. After
+  it, recovery starts from the snapshot and reads only the new segment.
 * Purge (zoo.cfg autopurge.snapRetainCount, `corral data purge`) keeps the newest
   `retain_count` snapshots and every segment that holds an entry after the oldest of
   them; never the newest segment. It only deletes, so running it beside a live server is
@@ -32,6 +37,7 @@ from corral.storage.snapshots import (
     list_snapshots,
     read_snapshot,
     remove_temporaries,
+    write_snapshot,
 )
 from corral.storage.wal import SEGMENT_SIZE_DEFAULT, StorageError, Wal, list_segments, open_wal
 
@@ -121,6 +127,14 @@ def recover(
         wal=wal,
         skipped=tuple(skipped),
     )
+
+
+def install_snapshot(wal: Wal, data_dir: str, *, meta: SnapshotMeta, content: bytes) -> str:
+    """The file half of installing a leader's snapshot (see the module rules); returns the
+    snapshot's path. Blocks (fsyncs): run it where `Wal.write` runs, no write in flight;
+    then call `wal.installed(meta)` on the caller's thread."""
+    wal.start_after_snapshot(meta)
+    return write_snapshot(wal.fs, data_dir, meta=meta, content=content)
 
 
 def purge(fs: FileSystem, data_dir: str, log_dir: str, *, retain_count: int) -> list[str]:

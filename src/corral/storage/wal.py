@@ -31,7 +31,14 @@ Rules:
   records are never followed by stale bytes. Any other damage (framing.py tells torn
   from corrupt), damage in an older segment, a gap between segments, or a log that ends
   before the persisted commit index raises StorageError naming the file and offset,
-  before anything is changed. Nothing is silently dropped.
+  before anything is changed. Nothing is silently dropped. The one gap that is expected:
+  an empty newest segment after a gap is the start of a snapshot install that a crash
+  interrupted before the snapshot file was durable (`start_after_snapshot`); it is
+  removed (logged), and the log before it is the state recovered.
+* Installing a snapshot received from a leader: `start_after_snapshot` (new segment
+  after the snapshot's index), then the snapshot file (storage/snapshots.py, atomic),
+  then `installed` (memory). Recovery then finds either the old state (no snapshot file:
+  the empty segment is removed) or the snapshot and the new segment after it.
 * Write errors (OSError, including a failed fsync) propagate and stop the server: after
   a failed fsync the kernel may have dropped the data, and retrying proves nothing.
 * `force_sync=False` (forceSync=no) skips the fsync of batches: for tests and benchmarks
@@ -350,17 +357,34 @@ class Wal:
         """Start a new segment with the next batch (called after a snapshot)."""
         self._roll_requested = True
 
-    def apply_snapshot(self, snapshot: SnapshotMeta) -> None:
-        """A snapshot received from a leader is durable (the driver wrote it first): the
-        whole log is replaced by its end. Blocks: it starts a new segment whose first
-        index follows the snapshot, so recovery never reads the replaced entries again.
-        Call it where `write` runs, with no write in flight, before Raft.advance."""
-        assert snapshot.index > self._hard_state.commit, (snapshot, self._hard_state)
+    def start_after_snapshot(self, snapshot: SnapshotMeta) -> None:
+        """The file half of installing a snapshot received from a leader: start a new
+        segment whose first index follows the snapshot, so that, once the snapshot file
+        is durable too, recovery never reads the replaced entries again. Blocks: call it
+        where `write` runs, with no write in flight, BEFORE writing the snapshot file.
+
+        Crash safety (see open_wal): until the snapshot file is durable, the new segment
+        is empty and starts after a gap in the log, which recovery recognises as an
+        install that did not finish: it removes the segment and recovers the state
+        before the install. Once the snapshot file is durable, recovery starts from it
+        and reads the new segment only."""
+        assert snapshot.index > self._written_hard_state.commit, (snapshot, self._hard_state)
         self._written_last = snapshot.index
         self._roll(snapshot.index + 1, 0)
+
+    def installed(self, snapshot: SnapshotMeta) -> None:
+        """The memory half (caller's thread, after `start_after_snapshot` and the snapshot
+        file are durable): the whole log is replaced by the snapshot's end."""
+        assert snapshot.index > self._hard_state.commit, (snapshot, self._hard_state)
         self._entries = []
         self._snapshot = snapshot
         self._snapshot_index, self._snapshot_term = snapshot.index, snapshot.term
+
+    def apply_snapshot(self, snapshot: SnapshotMeta) -> None:
+        """Both halves on one thread (tools and tests); the caller writes the snapshot file
+        in between when it needs crash safety."""
+        self.start_after_snapshot(snapshot)
+        self.installed(snapshot)
 
     def compact(self, index: int, snapshot: SnapshotMeta) -> None:
         """`snapshot` is durable and covers entries up to `index`: drop them from memory."""
@@ -494,11 +518,28 @@ def open_wal(
         )
     last_index = snapshot_index
     hard_state = EMPTY_HARD_STATE
+    previous_end_offset, previous_end, previous_reason = 0, ScanEnd.END, ""
     newest = segments[-1][2]
     end_of_newest = 0
     newest_end, newest_reason = ScanEnd.END, ""
     for _, first_index, path in segments[start:]:
         segment = read_segment(fs, path)
+        if first_index > last_index + 1 and path == newest and not segment.entries:
+            # Wal.start_after_snapshot ran but the received snapshot it was for never
+            # became durable (a crash in between): the install did not happen.
+            log.warning(
+                "removing %s: the install of a snapshot at index %d was interrupted; "
+                "recovering the state before it",
+                path,
+                first_index - 1,
+            )
+            fs.remove(path)
+            fs.fsync_dir(directory)
+            segments.pop()
+            newest = segments[-1][2]
+            end_of_newest = previous_end_offset
+            newest_end, newest_reason = previous_end, previous_reason
+            break
         if first_index > last_index + 1:
             raise StorageError(
                 f"{path}: starts at index {first_index} but the log before it ends at "
@@ -530,6 +571,8 @@ def open_wal(
         if path == newest:
             end_of_newest = segment.end_offset
             newest_end, newest_reason = segment.end, segment.reason
+        previous_end_offset = segment.end_offset
+        previous_end, previous_reason = segment.end, segment.reason
     if hard_state.commit > last_index:
         raise StorageError(
             f"{newest}: the log ends at index {last_index} but index {hard_state.commit} was "
