@@ -1025,6 +1025,7 @@ class Replica:
         self.watches = WatchTable()
         self._session_owner.clear()
         self._proposals.clear()
+        self._own_entries.clear()  # none of them will be applied here now
         self._syncs.clear()
         self._sync_targets.clear()
         self._closing_sessions.clear()
