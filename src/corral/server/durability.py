@@ -62,6 +62,17 @@ from corral.tree.tree import DataTree
 log = logging.getLogger("corral.server")
 
 
+def same_snapshot(held: SnapshotMeta, wanted: SnapshotMeta) -> bool:
+    """Whether a snapshot file's meta is `wanted`: the file stores the membership as sets
+    (storage/snapshots.py), Raft keeps the order it was given."""
+    return (held.index, held.term, sorted(held.voters), sorted(held.learners)) == (
+        wanted.index,
+        wanted.term,
+        sorted(wanted.voters),
+        sorted(wanted.learners),
+    )
+
+
 class DurableLog:
     """The replica's log and snapshots on disk: `persist` writes and fsyncs off the event
     loop; `load_snapshot` reads a snapshot file off the event loop too."""
@@ -70,7 +81,6 @@ class DurableLog:
         self.storage = wal
         self._io = io
         self._data_dir = data_dir
-        self.snapshots_installed = 0
 
     async def persist(self, persist: Persist) -> None:
         wal = self.storage
@@ -81,7 +91,6 @@ class DurableLog:
             # new segment after the snapshot, then the snapshot file, then memory.
             await loop.run_in_executor(self._io, self._install_files, snapshot)
             wal.installed(snapshot.meta)
-            self.snapshots_installed += 1
         batch = wal.make_batch(persist.entries, persist.hard_state, persist.must_sync)
         await loop.run_in_executor(self._io, wal.write, batch)
         wal.written(batch)
@@ -113,7 +122,7 @@ class DurableLog:
             except (SnapshotCorrupt, OSError) as e:
                 log.error("cannot send snapshot %s: %s", path, e)
                 return None
-            if snapshot.meta != meta:
+            if not same_snapshot(snapshot.meta, meta):
                 log.error("cannot send snapshot %s: it holds %s, not %s", path, snapshot.meta, meta)
                 return None
             return snapshot.content

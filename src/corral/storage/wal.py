@@ -368,7 +368,10 @@ class Wal:
         install that did not finish: it removes the segment and recovers the state
         before the install. Once the snapshot file is durable, recovery starts from it
         and reads the new segment only."""
-        assert snapshot.index > self._written_hard_state.commit, (snapshot, self._hard_state)
+        assert snapshot.index > self._written_hard_state.commit, (
+            snapshot,
+            self._written_hard_state,
+        )
         self._written_last = snapshot.index
         self._roll(snapshot.index + 1, 0)
 
