@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.limits import PASSWORD_SIZE
+from corral.protocol.connection import Connect, Request, ServerConnection
 from corral.protocol.constants import OpCode
 from corral.protocol.errors import DecodeError, LocalProtocolError
-from corral.protocol.records import CreateRequest, DeleteRequest
+from corral.protocol.frames import frame
+from corral.protocol.records import ConnectRequest, CreateRequest, DeleteRequest, Id
 from corral.tree.txn import (
     CLIENT_TXN_OPS,
     ClientTxn,
@@ -126,3 +130,57 @@ def test_identities_limit_at_max_and_max_plus_one() -> None:
     encoded[count_offset : count_offset + 4] = (AUTH_IDS_PER_CONNECTION_MAX + 1).to_bytes(4, "big")
     with pytest.raises(DecodeError):
         decode_txn(bytes(encoded))
+
+
+def _request_body(opcode: int) -> st.SearchStrategy[bytes]:
+    """A request record as a client may send it: a valid encoding followed by bytes
+    ZooKeeper ignores, or arbitrary bytes (whatever decodes is logged as received)."""
+    valid = st.tuples(request_for(opcode), st.binary(max_size=8)).map(
+        lambda pair: (b"" if pair[0] is None else pair[0].to_bytes()) + pair[1]
+    )
+    return st.one_of(valid, st.binary(max_size=64))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    opcode_and_body=st.sampled_from(sorted(CLIENT_TXN_OPS - {OpCode.CLOSE_SESSION})).flatmap(
+        lambda opcode: st.tuples(st.just(opcode), _request_body(opcode))
+    ),
+    identities=st.lists(ids, max_size=4).map(tuple),
+)
+def test_a_write_logged_as_received_decodes_to_the_request_read(
+    opcode_and_body: tuple[int, bytes], identities: tuple[Id, ...]
+) -> None:
+    opcode, body = opcode_and_body
+    codec = ServerConnection()
+    codec.receive_data(
+        frame(
+            ConnectRequest(
+                protocol_version=0,
+                last_zxid_seen=0,
+                timeout_ms=10_000,
+                session_id=0,
+                password=bytes(PASSWORD_SIZE),
+                read_only=False,
+            ).to_bytes()
+        )
+    )
+    assert isinstance(codec.next_event(), Connect)
+    codec.receive_data(frame(struct.pack(">ii", 7, opcode) + body))
+    event = codec.next_event()
+    if not isinstance(event, Request):
+        return  # undecodable: answered with an error, never logged
+    assert event.request_bytes is not None
+    assert body.startswith(event.request_bytes)
+    txn = ClientTxn(
+        session_id=1,
+        opcode=opcode,
+        request=event.request,
+        identities=identities,
+        time_ms=0,
+        request_bytes=event.request_bytes,
+    )
+    decoded = decode_txn(encode_txn(txn))
+    assert isinstance(decoded, ClientTxn)
+    assert decoded.request == event.request
+    assert decoded == txn

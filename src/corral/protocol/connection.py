@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.limits import FRAME_SIZE_HARD_MAX, FRAME_SIZE_MAX
 from corral.protocol.constants import (
@@ -56,6 +56,7 @@ from corral.protocol.records import (
 )
 
 _INT = struct.Struct(">i")
+_REQUEST_HEADER_SIZE = 8  # xid, opcode
 _FOUR_LETTER_CODES: dict[int, str] = {
     _INT.unpack(word.encode("ascii"))[0]: word for word in FOUR_LETTER_WORDS
 }
@@ -90,6 +91,9 @@ class Request:
     opcode: int
     request: Record | None
     size: int  # payload bytes of the frame, for statistics
+    # The bytes `request` was decoded from (trailing bytes cut off), so that a write can
+    # be logged without encoding it again; None when the request was built in memory.
+    request_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,7 +219,13 @@ class ServerConnection:
                     close=False,
                     reason=reason,
                 )
-        return Request(xid=header.xid, opcode=header.opcode, request=request, size=len(payload))
+        return Request(
+            xid=header.xid,
+            opcode=header.opcode,
+            request=request,
+            size=len(payload),
+            request_bytes=payload[_REQUEST_HEADER_SIZE : reader.offset],
+        )
 
 
 _CREATE_OPS = frozenset({OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL})

@@ -42,15 +42,24 @@ class Reader:
         if size > len(self._data) - self._offset:
             raise DecodeError(f"need {size} bytes at offset {self._offset}, have {self.remaining}")
 
+    # The fixed-size reads let struct check the length (the hottest code of decoding).
     def int32(self) -> int:
-        self._need(4)
-        (value,) = _INT.unpack_from(self._data, self._offset)
+        try:
+            (value,) = _INT.unpack_from(self._data, self._offset)
+        except struct.error:
+            raise DecodeError(
+                f"need 4 bytes at offset {self._offset}, have {self.remaining}"
+            ) from None
         self._offset += 4
         return int(value)
 
     def int64(self) -> int:
-        self._need(8)
-        (value,) = _LONG.unpack_from(self._data, self._offset)
+        try:
+            (value,) = _LONG.unpack_from(self._data, self._offset)
+        except struct.error:
+            raise DecodeError(
+                f"need 8 bytes at offset {self._offset}, have {self.remaining}"
+            ) from None
         self._offset += 8
         return int(value)
 
@@ -140,15 +149,18 @@ class Writer:
     def __len__(self) -> int:
         return len(self._buf)
 
+    # struct refuses a value out of range (the check costs nothing when it passes).
     def int32(self, value: int) -> None:
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise LocalProtocolError(f"int out of range: {value}")
-        self._buf += _INT.pack(value)
+        try:
+            self._buf += _INT.pack(value)
+        except struct.error:
+            raise LocalProtocolError(f"int out of range: {value}") from None
 
     def int64(self, value: int) -> None:
-        if not _LONG_MIN <= value <= _LONG_MAX:
-            raise LocalProtocolError(f"long out of range: {value}")
-        self._buf += _LONG.pack(value)
+        try:
+            self._buf += _LONG.pack(value)
+        except struct.error:
+            raise LocalProtocolError(f"long out of range: {value}") from None
 
     def boolean(self, value: bool) -> None:
         self._buf.append(1 if value else 0)

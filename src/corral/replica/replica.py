@@ -660,6 +660,7 @@ class Replica:
                 request=event.request,
                 identities=identities,
                 time_ms=wall_ms,
+                request_bytes=event.request_bytes,
             )
             if opcode == OpCode.CLOSE_SESSION:
                 self._closing_sessions.add(session_id)

@@ -14,7 +14,7 @@ Rules:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.limits import AUTH_IDS_PER_CONNECTION_MAX, PASSWORD_SIZE
 from corral.protocol.constants import WRITE_OPS
@@ -43,6 +43,10 @@ class ClientTxn:
     request: Record | None  # None only for CLOSE_SESSION
     identities: tuple[Id, ...]  # the connection's auth ids when the request was read
     time_ms: int  # the leader's wall clock: ctime/mtime of what this txn touches
+    # The bytes `request` was decoded from, when it came from the wire: logged as they
+    # are instead of encoding `request` again. Decoding is deterministic, so the entry
+    # decodes to this very request.
+    request_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Checked here so that an entry that could not be decoded is never proposed.
@@ -109,7 +113,9 @@ def encode_txn(txn: Txn) -> bytes:
             for identity in txn.identities:
                 identity.encode(w)
             w.int64(txn.time_ms)
-            if txn.request is not None:
+            if txn.request_bytes is not None:
+                w.raw(txn.request_bytes)
+            elif txn.request is not None:
                 txn.request.encode(w)
         case CreateSessionTxn():
             w.int32(TxnKind.CREATE_SESSION)
