@@ -52,6 +52,8 @@ assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
 # getChildren answers in Java hash-set order, costly to compute for many children: the
 # tree keeps the order of the parents read since their children last changed.
 CHILDREN_ORDER_CACHE_ENTRIES_MAX = 4_096  # parents
+# Equal ACL lists share one tuple in the tree (ZooKeeper keeps an ACL cache too).
+ACL_LISTS_SHARED_MAX = 65_536  # distinct lists kept for sharing; more are stored as given
 
 # Output a client has not read yet (replies and watch events), per connection.
 DRAIN_OUTPUT_BYTES_MAX = 1_048_576  # answers built for one connection before waiting for it

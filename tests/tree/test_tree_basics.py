@@ -9,21 +9,24 @@ import pytest
 
 from corral.protocol.constants import ErrorCode, EventType, OpCode
 from corral.protocol.records import (
+    ACL,
     OPEN_ACL_UNSAFE,
     READ_ACL_UNSAFE,
     Create2Response,
     CreateResponse,
+    DeleteRequest,
     GetACLResponse,
     GetAllChildrenNumberResponse,
     GetChildren2Response,
     GetChildrenResponse,
     GetDataResponse,
+    SetACLRequest,
     Stat,
     StatResponse,
 )
 from corral.tree.tree import DataTree, TreeEvent
 from corral.tree.txn import CloseSessionTxn
-from corral.tree.znode import int32
+from corral.tree.znode import NO_CHILDREN, int32
 from tests.tree.harness import IP, S1, Harness
 
 OK = ErrorCode.OK
@@ -561,3 +564,41 @@ def test_reconfig_is_disabled() -> None:
     )
     result = h.write(OpCode.RECONFIG, request)
     assert (result.err, result.body, result.events) == (ErrorCode.RECONFIG_DISABLED, None, ())
+
+
+# --------------------------------------------------------------------------- memory layout
+
+
+def test_equal_acl_lists_are_stored_once() -> None:
+    h = Harness()
+    # Each request carries its own decoded copy, as from the wire.
+    for path in ("/a", "/b"):
+        acl = tuple(ACL.from_bytes(entry.to_bytes()) for entry in OPEN_ACL_UNSAFE)
+        assert h.create(path, acl=acl).err == OK
+    a, b = h.tree.get("/a"), h.tree.get("/b")
+    assert a is not None
+    assert b is not None
+    assert a.acl == OPEN_ACL_UNSAFE
+    assert a.acl is b.acl
+    assert (
+        h.write(OpCode.SET_ACL, SetACLRequest(path="/a", acl=READ_ACL_UNSAFE, version=-1)).err == OK
+    )
+    assert a.acl == READ_ACL_UNSAFE
+    assert b.acl == OPEN_ACL_UNSAFE
+    h.tree.check_invariants()
+
+
+def test_leaves_share_one_empty_children_set() -> None:
+    h = Harness()
+    assert h.create("/p").err == OK
+    assert h.create("/p/c").err == OK
+    parent, child = h.tree.get("/p"), h.tree.get("/p/c")
+    assert parent is not None
+    assert child is not None
+    assert child.children is NO_CHILDREN
+    assert parent.children == {"c"}
+    assert h.write(OpCode.DELETE, DeleteRequest(path="/p/c", version=-1)).err == OK
+    assert parent.children is NO_CHILDREN  # the emptied set is let go
+    assert parent.stat().num_children == 0
+    assert h.get_children("/p") == (OK, GetChildrenResponse(children=()))
+    h.tree.check_invariants()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from corral.limits import (
+    ACL_LISTS_SHARED_MAX,
     CHILDREN_ORDER_CACHE_ENTRIES_MAX,
     SEQUENCE_DIGITS,
     TTL_MAX_MS,
@@ -76,7 +77,13 @@ from corral.protocol.records import (
 from corral.tree import javaorder, quota
 from corral.tree.acl import check_acl, fix_acl, mask_digests
 from corral.tree.txn import ClientTxn, CloseSessionTxn, CreateSessionTxn, ReapTxn, Txn
-from corral.tree.znode import CONTAINER_OWNER, Znode, int32_increment, ttl_owner
+from corral.tree.znode import (
+    CONTAINER_OWNER,
+    NO_CHILDREN,
+    Znode,
+    int32_increment,
+    ttl_owner,
+)
 
 ROOT_PATH = "/"
 ZOOKEEPER_PATH = "/zookeeper"
@@ -173,6 +180,10 @@ class DataTree:
         # changed (computing it sorts and hashes every child name). Every change to a
         # `children` set drops its parent's entry; the oldest entry goes when full.
         self._children_order: dict[str, tuple[str, ...]] = {}
+        # Equal ACL lists share one tuple: most znodes carry one of a few lists, and a
+        # list of its own (decoded from the request) costs a znode ~250 bytes. Lists are
+        # never dropped; past ACL_LISTS_SHARED_MAX distinct ones, new lists are not kept.
+        self._acl_lists: dict[tuple[ACL, ...], tuple[ACL, ...]] = {}
         self._events: list[TreeEvent] = []
         self._undo_log: list[Callable[[], None]] | None = None  # set only inside a multi
         self._init_special_nodes()
@@ -187,12 +198,12 @@ class DataTree:
             (QUOTA_PATH, OPEN_ACL_UNSAFE),
             (CONFIG_PATH, READ_ACL_UNSAFE),
         ):
-            znode = Znode(data=b"", acl=acl, zxid=0, time_ms=0)
+            znode = Znode(data=b"", acl=self._shared_acl(acl), zxid=0, time_ms=0)
             self._nodes[path] = znode
             self._index_add(path, znode)
             if path != ROOT_PATH:
                 parent = self._nodes[_parent_of(path)]
-                parent.children.add(path[path.rfind("/") + 1 :])
+                parent.add_child(path[path.rfind("/") + 1 :])
                 parent.children_peak = len(parent.children)
         self._nodes[CONFIG_PATH].aversion = -1
 
@@ -288,7 +299,7 @@ class DataTree:
         for path, znode in nodes:
             if path in tree._nodes:
                 return f"{path!r} appears twice"
-            znode.children = set()
+            znode.children = NO_CHILDREN
             if path != ROOT_PATH:
                 if not is_valid_path(path):
                     return f"invalid path {path!r}"
@@ -297,13 +308,14 @@ class DataTree:
                     return f"{path!r} comes before its parent"
                 if parent.is_ephemeral:
                     return f"{path!r} is the child of an ephemeral"
-                parent.children.add(path[path.rfind("/") + 1 :])
+                parent.add_child(path[path.rfind("/") + 1 :])
             elif tree._nodes:
                 return "the root is not first"
             if znode.is_ephemeral and znode.ephemeral_owner not in tree._sessions:
                 return f"{path!r} belongs to unknown session {znode.ephemeral_owner:#x}"
             if max(znode.czxid, znode.mzxid, znode.pzxid) > last_zxid:
                 return f"{path!r} has a zxid beyond the snapshot's {last_zxid}"
+            znode.acl = tree._shared_acl(znode.acl)
             tree._nodes[path] = znode
             tree._index_add(path, znode)
         for path in PROTECTED_PATHS:
@@ -345,6 +357,7 @@ class DataTree:
                 parent = self._nodes[_parent_of(path)]
                 assert path[path.rfind("/") + 1 :] in parent.children, path
             child_count += len(znode.children)
+            assert znode.children or znode.children is NO_CHILDREN, path  # no empty set kept
             assert znode.children_peak >= len(znode.children), path
             assert znode.mzxid <= self.last_zxid, path
             assert znode.czxid <= znode.mzxid, path
@@ -419,6 +432,14 @@ class DataTree:
         if quota_path is not None:
             self._quota_paths.discard(quota_path)
 
+    def _shared_acl(self, acl: tuple[ACL, ...]) -> tuple[ACL, ...]:
+        shared = self._acl_lists.get(acl)
+        if shared is not None:
+            return shared
+        if len(self._acl_lists) < ACL_LISTS_SHARED_MAX:
+            self._acl_lists[acl] = acl
+        return acl
+
     def _record_undo(self, undo: Callable[[], None]) -> None:
         if self._undo_log is not None:
             self._undo_log.append(undo)
@@ -437,7 +458,7 @@ class DataTree:
         old_children_peak = parent.children_peak
         self._nodes[path] = znode
         self._index_add(path, znode)
-        parent.children.add(name)
+        parent.add_child(name)
         self._children_order.pop(parent_path, None)
         parent.children_peak = max(old_children_peak, len(parent.children))
         parent.cversion = int32_increment(parent.cversion)
@@ -459,7 +480,7 @@ class DataTree:
         znode = self._nodes.pop(path)
         self._index_remove(path, znode)
         parent_path = _parent_of(path)
-        self._nodes[parent_path].children.remove(path[path.rfind("/") + 1 :])
+        self._nodes[parent_path].remove_child(path[path.rfind("/") + 1 :])
         self._children_order.pop(parent_path, None)
         self._children_order.pop(path, None)
         return znode
@@ -473,7 +494,7 @@ class DataTree:
         def undo() -> None:
             self._nodes[path] = znode
             self._index_add(path, znode)
-            parent.children.add(path[path.rfind("/") + 1 :])
+            parent.add_child(path[path.rfind("/") + 1 :])
             self._children_order.pop(_parent_of(path), None)
             parent.pzxid = old_pzxid
 
@@ -718,7 +739,11 @@ class DataTree:
         else:
             owner = 0
         znode = Znode(
-            data=request.data, acl=acl, zxid=ctx.zxid, time_ms=ctx.time_ms, ephemeral_owner=owner
+            data=request.data,
+            acl=self._shared_acl(acl),
+            zxid=ctx.zxid,
+            time_ms=ctx.time_ms,
+            ephemeral_owner=owner,
         )
         self._create_node(path, znode, ctx)
         if opcode == OpCode.CREATE:
@@ -779,7 +804,7 @@ class DataTree:
             return ErrorCode.NO_AUTH, None
         if request.version != ANY_VERSION and request.version != znode.aversion:
             return ErrorCode.BAD_VERSION, None
-        self._write_acl(znode, acl)
+        self._write_acl(znode, self._shared_acl(acl))
         return ErrorCode.OK, StatResponse(stat=znode.stat())
 
     def _check(self, request: CheckVersionRequest, ctx: _Context) -> _Outcome:

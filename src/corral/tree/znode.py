@@ -8,7 +8,9 @@ Rules (server-semantics §1, §3, §12.1):
   CONTAINER_OWNER, or TTL_OWNER_BASE | ttl_ms. Clients see 0 for containers and TTL nodes.
 * `data` may be None (null), distinct from b"" (empty); `data_length` is 0 for both.
 * Version counters are int32 and wrap (3.9: +1 may produce -1); see `int32_increment`.
-* A Znode is mutable and owned by the DataTree; nobody else mutates it.
+* A Znode is mutable and owned by the DataTree; nobody else mutates it. Its children
+  change only through add_child/remove_child: a leaf shares the one empty NO_CHILDREN
+  (an empty set of its own would cost ~200 bytes per znode, most znodes being leaves).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ CONTAINER_OWNER = -(2**63)  # 0x8000000000000000 as a signed long
 TTL_OWNER_BASE = -(2**56)  # 0xFF00000000000000 as a signed long
 TTL_OWNER_MASK = 0xFF_FFFF_FFFF  # the low 40 bits hold the TTL in ms
 _TTL_OWNER_HIGH_MASK = ~TTL_OWNER_MASK  # top 24 bits: 0xFF0000
+NO_CHILDREN: frozenset[str] = frozenset()
 
 
 def int32(value: int) -> int:
@@ -85,7 +88,7 @@ class Znode:
         self.cversion = 0
         self.aversion = 0
         self.ephemeral_owner = ephemeral_owner
-        self.children: set[str] = set()
+        self.children: set[str] | frozenset[str] = NO_CHILDREN
         # Most children ever held at once: the table size of ZooKeeper's HashSet, which
         # decides the order getChildren answers in (javaorder.py). Never decreases.
         self.children_peak = 0
@@ -99,9 +102,24 @@ class Znode:
         twin.cversion = self.cversion
         twin.aversion = self.aversion
         twin.ephemeral_owner = self.ephemeral_owner
-        twin.children = set(self.children)
+        twin.children = set(self.children) if self.children else NO_CHILDREN
         twin.children_peak = self.children_peak
         return twin
+
+    def add_child(self, name: str) -> None:
+        children = self.children
+        if isinstance(children, set):
+            assert name not in children, name
+            children.add(name)
+        else:
+            self.children = {name}
+
+    def remove_child(self, name: str) -> None:
+        children = self.children
+        assert isinstance(children, set), name
+        children.remove(name)
+        if not children:
+            self.children = NO_CHILDREN  # a set keeps the table it once grew to
 
     @property
     def data_length(self) -> int:
