@@ -243,12 +243,29 @@ class ConnectResponse(Record):
 # --------------------------------------------------------------------------- headers
 
 
+_REQUEST_HEADER = struct.Struct(">ii")
+_REPLY_HEADER = struct.Struct(">iqi")
+
+
+# The headers frame every request and reply: one struct call each instead of the
+# generic codec's call per field.
 @_check_jute
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestHeader(Record):
     xid: int
     opcode: int
     _JUTE = (("xid", "int"), ("opcode", "int"))
+
+    def encode(self, w: Writer) -> None:
+        try:
+            w.raw(_REQUEST_HEADER.pack(self.xid, self.opcode))
+        except struct.error as e:
+            raise LocalProtocolError(f"request header field out of range: {self}") from e
+
+    @classmethod
+    def decode(cls, r: Reader) -> Self:
+        xid, opcode = _REQUEST_HEADER.unpack(r.raw(_REQUEST_HEADER.size))
+        return cls(xid=xid, opcode=opcode)
 
 
 @_check_jute
@@ -258,6 +275,17 @@ class ReplyHeader(Record):
     zxid: int
     err: int
     _JUTE = (("xid", "int"), ("zxid", "long"), ("err", "int"))
+
+    def encode(self, w: Writer) -> None:
+        try:
+            w.raw(_REPLY_HEADER.pack(self.xid, self.zxid, self.err))
+        except struct.error as e:
+            raise LocalProtocolError(f"reply header field out of range: {self}") from e
+
+    @classmethod
+    def decode(cls, r: Reader) -> Self:
+        xid, zxid, err = _REPLY_HEADER.unpack(r.raw(_REPLY_HEADER.size))
+        return cls(xid=xid, zxid=zxid, err=err)
 
 
 @_check_jute
