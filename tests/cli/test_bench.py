@@ -659,6 +659,12 @@ def test_failover_refuses_contradictory_arguments() -> None:
     assert settings.trials == 2
     assert settings.tick_time_ms == 2000
     assert (settings.init_limit, settings.sync_limit) == (10, 5)
+    assert settings.fault == "kill"
+    with pytest.raises(SystemExit):
+        _parse(["bench", "failover", "--fault", "reboot"])
+    paused = bench_failover.settings_from_args(_parse(["bench", "failover", "--fault", "pause"]))
+    assert paused.fault == "pause"
+    assert paused.products == ("zookeeper", "corral")
 
 
 def _child_pids() -> set[int]:
@@ -669,8 +675,9 @@ def _child_pids() -> set[int]:
 
 
 @pytest.mark.zookeeper
+@pytest.mark.parametrize("fault", ["kill", "pause"])
 def test_failover_measures_both_products_and_stops_every_member(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fault: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     require_zookeeper()
     report_path = tmp_path / "failover.json"
@@ -683,6 +690,8 @@ def test_failover_measures_both_products_and_stops_every_member(
             "failover",
             "--trials",
             "1",
+            "--fault",
+            fault,
             "--tick-time-ms",
             "200",
             "--trial-timeout-s",
@@ -697,6 +706,7 @@ def test_failover_measures_both_products_and_stops_every_member(
     report = json.loads(report_path.read_text())
     assert report["benchmark"] == "failover"
     assert report["settings"]["tick_time_ms"] == 200
+    assert report["settings"]["fault"] == fault
     trials = report["trials"]
     assert sorted(t["product"] for t in trials) == ["corral", "zookeeper"]
     for trial in trials:

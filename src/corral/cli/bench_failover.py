@@ -1,11 +1,13 @@
 """`corral bench failover`: the time from killing the leader to the first acknowledged write.
 
-    corral bench failover [--trials N] [--compare | --product corral|zookeeper] [--json FILE]
+    corral bench failover [--trials N] [--compare | --product corral|zookeeper]
+                          [--fault kill|pause] [--json FILE]
 
 One trial, on one product: a 3-member ensemble on 127.0.0.1 is healthy (one member says
 `Mode: leader` in `srvr`, every other `Mode: follower`). One writer per follower, pinned
 to its member, issues setData of WRITE_PATH continuously, one request in flight. Once
-every writer has WARMUP_ACKS acknowledgments, the leader is killed with SIGKILL; the
+every writer has WARMUP_ACKS acknowledgments, the leader is killed with SIGKILL (or,
+with --fault pause, stopped with SIGSTOP: a hung process whose sockets stay open); the
 instant is time.monotonic_ns() read just before the signal. Measured from that instant:
 - write: the first acknowledgment, on any surviving member, of a write *sent* after the
   instant. A write sent before it may still be acknowledged after it (the old leader
@@ -14,8 +16,9 @@ instant is time.monotonic_ns() read just before the signal. Measured from that i
 - per writer, the same on its own member;
 - leader: the first `srvr` answer of a survivor saying `Mode: leader` (each survivor is
   polled every LEADER_POLL_INTERVAL_MS).
-Then the killed member is restarted and the ensemble is healthy again before the next
-trial: every trial starts from three members in sync, the log a little longer each time.
+Then the killed member is restarted (a paused one continued with SIGCONT) and the
+ensemble is healthy again before the next trial: every trial starts from three members
+in sync, the log a little longer each time.
 
 Rules:
 - Settings of the same safety for both products: forceSync=yes (fsync before every
@@ -87,9 +90,10 @@ TRIALS_MAX = 1_000
 TRIALS_DEFAULT = 5
 WRITE_PATH = "/corral-failover"
 WRITE_VALUE = b"x" * 100
-WARMUP_ACKS = 20  # per writer, before the kill: every writer is known to work
+WARMUP_ACKS = 20  # per writer, before the fault: every writer is known to work
 WARMUP_TIMEOUT_S = 60.0
-TRIAL_TIMEOUT_DEFAULT_S = 60.0  # from the kill: ZooKeeper's initLimit alone is 20 s
+TRIAL_TIMEOUT_DEFAULT_S = 60.0  # from the fault: ZooKeeper's initLimit alone is 20 s
+FAULTS = ("kill", "pause")
 RECONNECT_INTERVAL_MS = 25
 LEADER_POLL_INTERVAL_MS = 20
 DONE_POLL_INTERVAL_MS = 10
@@ -97,7 +101,7 @@ CONNECT_TIMEOUT_S = 5.0  # TCP connect plus handshake, per attempt
 PROBE_TIMEOUT_S = 2.0  # one `srvr`
 CLOSE_TIMEOUT_S = 5.0  # writers finishing their request and closing their session
 SESSION_TIMEOUT_MS = 30_000  # requested; the servers cap it at 20 tickTimes
-ACKS_KEPT_MAX = 100_000  # per writer per trial: (sent, arrival) pairs after the kill
+ACKS_KEPT_MAX = 100_000  # per writer per trial: (sent, arrival) pairs after the fault
 FOUR_LETTER_REPLY_SIZE_MAX = 1 << 16
 READ_SIZE = 65_536
 HEALTHY_TIMEOUT_MS = 120_000  # after a restart: the member rejoined, one leader, all serve
@@ -112,8 +116,10 @@ class FailoverSettings:
     init_limit: int  # in ticks
     sync_limit: int  # in ticks
     trial_timeout_s: float
+    fault: str = "kill"  # one of FAULTS
 
     def __post_init__(self) -> None:
+        assert self.fault in FAULTS, self.fault
         assert self.products, "no product"
         assert all(p in PRODUCTS for p in self.products), self.products
         assert 1 <= self.trials <= TRIALS_MAX, self.trials
@@ -133,10 +139,10 @@ class FailoverSettings:
 class WriterResult:
     member_id: int
     acks_before_kill: int
-    first_ack_ms: float | None  # kill -> first acknowledged write sent after it
+    first_ack_ms: float | None  # fault -> first acknowledged write sent after it
     reconnects: int  # connections opened after the first one
     sessions_lost: int  # reconnects refused because the session had expired
-    errors: dict[str, int]  # error code name -> count, after the kill
+    errors: dict[str, int]  # error code name -> count, after the fault
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,8 +151,8 @@ class TrialResult:
     trial: int  # 1-based
     old_leader_id: int
     new_leader_id: int | None  # the first survivor seen leading, None if none in time
-    write_ms: float | None  # kill -> first acknowledged write on any survivor
-    leader_ms: float | None  # kill -> a survivor's srvr says leader
+    write_ms: float | None  # fault -> first acknowledged write on any survivor
+    leader_ms: float | None  # fault -> a survivor's srvr says leader
     writers: tuple[WriterResult, ...]
     failure: str | None = None
 
@@ -155,7 +161,7 @@ class TrialResult:
 class Summary:
     product: str
     trials: int
-    measured: int  # trials with a write after the kill
+    measured: int  # trials with a write after the fault
     write_median_ms: float | None
     write_max_ms: float | None
     leader_median_ms: float | None
@@ -203,6 +209,13 @@ def add_failover_parser(subparsers: Any) -> None:
         help=f"trials per product (default {TRIALS_DEFAULT}, at most {TRIALS_MAX})",
     )
     parser.add_argument(
+        "--fault",
+        choices=FAULTS,
+        default="kill",
+        help="kill: SIGKILL the leader (its sockets close; the default); pause: SIGSTOP it "
+        "(a hung leader whose sockets stay open), continued with SIGCONT after the trial",
+    )
+    parser.add_argument(
         "--tick-time-ms",
         type=_positive_int,
         default=TICK_TIME_DEFAULT_MS,
@@ -241,6 +254,7 @@ def settings_from_args(args: argparse.Namespace) -> FailoverSettings:
         init_limit=args.init_limit,
         sync_limit=args.sync_limit,
         trial_timeout_s=args.trial_timeout_s,
+        fault=args.fault,
     )
 
 
@@ -255,7 +269,7 @@ class _Writer:
     """One client pinned to one member: setData, one request in flight, forever.
 
     Acknowledgments count until `watch_from_ns` is set; from then on each one is kept
-    as (sent_ns, arrival_ns), so the trial can pick the first one sent after the kill.
+    as (sent_ns, arrival_ns), so the trial can pick the first one sent after the fault.
     """
 
     def __init__(self, member_id: int, host: str, port: int) -> None:
@@ -282,12 +296,12 @@ class _Writer:
         arrivals = [arrival for sent, arrival in self.acks_after if sent >= after_ns]
         return min(arrivals) if arrivals else None
 
-    def result(self, killed_at_ns: int) -> WriterResult:
-        first = self.first_ack_ns(killed_at_ns)
+    def result(self, fault_at_ns: int) -> WriterResult:
+        first = self.first_ack_ns(fault_at_ns)
         return WriterResult(
             member_id=self.member_id,
             acks_before_kill=self.acks_before_watch,
-            first_ack_ms=None if first is None else (first - killed_at_ns) / 1e6,
+            first_ack_ms=None if first is None else (first - fault_at_ns) / 1e6,
             reconnects=max(0, self.connections - 1),
             sessions_lost=self.sessions_lost,
             errors=dict(self.errors),
@@ -455,16 +469,16 @@ async def _measure(
     tasks = [asyncio.create_task(w.run(), name=f"writer-{w.member_id}") for w in writers]
     leader_task: asyncio.Task[tuple[int, int] | None] | None = None
 
-    def result(killed_at_ns: int, failure: str | None, seen: tuple[int, int] | None) -> TrialResult:
-        firsts = [f for f in (w.first_ack_ns(killed_at_ns) for w in writers) if f is not None]
+    def result(fault_at_ns: int, failure: str | None, seen: tuple[int, int] | None) -> TrialResult:
+        firsts = [f for f in (w.first_ack_ns(fault_at_ns) for w in writers) if f is not None]
         return TrialResult(
             product=ensemble.product,
             trial=trial,
             old_leader_id=leader_id,
             new_leader_id=None if seen is None else seen[0],
-            write_ms=(min(firsts) - killed_at_ns) / 1e6 if firsts else None,
-            leader_ms=None if seen is None else (seen[1] - killed_at_ns) / 1e6,
-            writers=tuple(w.result(killed_at_ns) for w in writers),
+            write_ms=(min(firsts) - fault_at_ns) / 1e6 if firsts else None,
+            leader_ms=None if seen is None else (seen[1] - fault_at_ns) / 1e6,
+            writers=tuple(w.result(fault_at_ns) for w in writers),
             failure=failure,
         )
 
@@ -473,20 +487,21 @@ async def _measure(
         while any(w.acks_before_watch < WARMUP_ACKS for w in writers):
             if time.monotonic() > deadline_s:
                 counts = {w.member_id: w.acks_before_watch for w in writers}
-                return result(0, f"writers did not get going before the kill: {counts}", None)
+                return result(0, f"writers did not get going before the fault: {counts}", None)
             await asyncio.sleep(DONE_POLL_INTERVAL_MS / 1000)
         for w in writers:
             w.watch_from_ns = time.monotonic_ns()
         # In a thread: reaping the killed process must not stall the writers' loop.
-        killed_at_ns = await asyncio.to_thread(ensemble.kill, leader_id)
-        deadline_ns = killed_at_ns + int(settings.trial_timeout_s * 1e9)
+        inject = ensemble.kill if settings.fault == "kill" else ensemble.pause
+        fault_at_ns = await asyncio.to_thread(inject, leader_id)
+        deadline_ns = fault_at_ns + int(settings.trial_timeout_s * 1e9)
         leader_task = asyncio.create_task(_watch_leader(survivors, deadline_ns))
         while time.monotonic_ns() < deadline_ns:
-            if leader_task.done() and all(w.first_ack_ns(killed_at_ns) for w in writers):
+            if leader_task.done() and all(w.first_ack_ns(fault_at_ns) for w in writers):
                 break
             await asyncio.sleep(DONE_POLL_INTERVAL_MS / 1000)
         seen = await leader_task if leader_task.done() else None
-        trial_result = result(killed_at_ns, None, seen)
+        trial_result = result(fault_at_ns, None, seen)
         missing = []
         if trial_result.write_ms is None:
             missing.append("no acknowledged write")
@@ -494,8 +509,8 @@ async def _measure(
             missing.append("no new leader")
         if missing:
             trial_result = result(
-                killed_at_ns,
-                f"{' and '.join(missing)} within {settings.trial_timeout_s:g} s of the kill",
+                fault_at_ns,
+                f"{' and '.join(missing)} within {settings.trial_timeout_s:g} s of the fault",
                 seen,
             )
         return trial_result
@@ -515,11 +530,14 @@ def run_trial(
     """Kill the leader of a healthy ensemble, measure, restart it, wait until healthy."""
     leader_id = ensemble.wait_healthy()
     try:
-        return runner.run(_measure(ensemble, leader_id, trial, settings))
+        result = runner.run(_measure(ensemble, leader_id, trial, settings))
     finally:
-        if not ensemble.members[leader_id].running:
-            ensemble.restart(leader_id)
-        ensemble.wait_healthy(timeout_ms=HEALTHY_TIMEOUT_MS)
+        ensemble.resume(leader_id)  # if paused: it comes back and follows the new leader
+    # Not on Ctrl-C or an error (raised above): the caller stops every member then.
+    if not ensemble.members[leader_id].running:
+        ensemble.restart(leader_id)
+    ensemble.wait_healthy(timeout_ms=HEALTHY_TIMEOUT_MS)
+    return result
 
 
 # --------------------------------------------------------------------------- the report
@@ -576,8 +594,8 @@ def render_text(summaries: list[Summary], settings: FailoverSettings) -> str:
             ]
         )
     lines = [
-        f"fail-over: kill -9 of the leader of {ENSEMBLE_SIZE} members on 127.0.0.1 -> first "
-        "acknowledged write (write) / a survivor leading in srvr (leader)",
+        f"fail-over: {_FAULT_NAMES[settings.fault]} of the leader of {ENSEMBLE_SIZE} members "
+        "on 127.0.0.1 -> first acknowledged write (write) / a survivor leading in srvr (leader)",
         f"tickTime={settings.tick_time_ms} ms, initLimit={settings.init_limit}, "
         f"syncLimit={settings.sync_limit}, forceSync=yes",
         "",
@@ -618,11 +636,15 @@ def to_json(
     }
 
 
-def _describe(result: TrialResult) -> str:
+_FAULT_NAMES = {"kill": "kill -9", "pause": "SIGSTOP"}
+
+
+def _describe(result: TrialResult, settings: FailoverSettings) -> str:
     if result.write_ms is None and result.leader_ms is None:
         return f"FAILED: {result.failure}"
+    done = "killed" if settings.fault == "kill" else "paused"
     text = (
-        f"leader {result.old_leader_id} killed; member {result.new_leader_id} leads after "
+        f"leader {result.old_leader_id} {done}; member {result.new_leader_id} leads after "
         f"{format_ms(result.leader_ms)} ms; first write after {format_ms(result.write_ms)} ms"
     )
     return text if result.failure is None else f"{text}  FAILED: {result.failure}"
@@ -700,7 +722,7 @@ def run_failover(args: argparse.Namespace) -> int:
                         run.results.append(result)
                         stream.write(
                             f"failover: trial {trial}/{settings.trials} {product}: "
-                            f"{_describe(result)}\n"
+                            f"{_describe(result, settings)}\n"
                         )
                         stream.flush()
         except KeyboardInterrupt:

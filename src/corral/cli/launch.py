@@ -473,6 +473,7 @@ class Ensemble:
         peer_ports = {n: (free_port(), free_port()) for n in range(1, size + 1)}
         servers = {f"server.{n}": f"127.0.0.1:{q}:{e}" for n, (q, e) in peer_ports.items()}
         self.members: dict[int, ApacheZooKeeper | CorralServer] = {}
+        self._paused: set[int] = set()  # members stopped with SIGSTOP
         for n in peer_ports:
             member_config = {**servers, **self.config}
             if product == "corral":
@@ -543,6 +544,23 @@ class Ensemble:
         member.kill()
         return killed_at_ns
 
+    def pause(self, member_id: int) -> int:
+        """SIGSTOP a member (a hung process: its sockets stay open, nothing answers);
+        returns time.monotonic_ns() read just before the signal."""
+        member = self.members[member_id]
+        assert member.running, member_id
+        paused_at_ns = time.monotonic_ns()
+        os.kill(member.pid, signal.SIGSTOP)
+        self._paused.add(member_id)
+        return paused_at_ns
+
+    def resume(self, member_id: int) -> None:
+        """SIGCONT a member paused with `pause`."""
+        member = self.members[member_id]
+        if member_id in self._paused and member.running:
+            os.kill(member.pid, signal.SIGCONT)
+        self._paused.discard(member_id)
+
     def restart(self, member_id: int) -> None:
         """Start a killed or stopped member again on its ports and data; waits until it
         is ready (for ZooKeeper: serving, so it has joined the quorum)."""
@@ -552,6 +570,8 @@ class Ensemble:
 
     def stop(self) -> None:
         """Stop every member by PID (SIGTERM, then SIGKILL) and remove its data."""
+        for member_id in list(self._paused):
+            self.resume(member_id)  # a stopped process would sit on SIGTERM until SIGKILL
         for member in self.members.values():
             member.stop()
 
