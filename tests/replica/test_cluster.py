@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from corral import limits
 from corral.consensus.log_storage import MemoryLogStorage
 from corral.consensus.types import MessageKind, SnapshotMeta
 from corral.protocol.connection import (
@@ -58,7 +59,12 @@ class Client:
 
 
 class Cluster:
-    def __init__(self, *, read_only_mode_enabled: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        read_only_mode_enabled: bool = False,
+        init_limit_ticks: int = limits.INIT_LIMIT_DEFAULT_TICKS,
+    ) -> None:
         self.now_ms = 0
         self.storages = {rid: MemoryLogStorage() for rid in IDS}
         self.replicas: dict[int, Replica] = {}
@@ -69,6 +75,8 @@ class Cluster:
         self.clients: dict[tuple[int, int], Client] = {}
         self.snapshots: dict[int, tuple[SnapshotMeta, bytes]] = {}  # the durable one
         self.installs: dict[int, int] = dict.fromkeys(IDS, 0)  # snapshots received
+        self.snapshot_sends: dict[int, int] = dict.fromkeys(IDS, 0)  # transfers started
+        self.lose_snapshots: set[int] = set()  # replicas the snapshot chunks never reach
         self._next_connection = 1
         for rid in IDS:
             self.replicas[rid] = Replica(
@@ -77,6 +85,7 @@ class Cluster:
                     voters=IDS,
                     tick_time_ms=500,
                     read_only_mode_enabled=read_only_mode_enabled,
+                    init_limit_ticks=init_limit_ticks,
                 ),
                 storage=self.storages[rid],
                 tree=DataTree(),
@@ -135,10 +144,13 @@ class Cluster:
             for peer_id, payload in current.send:
                 self.network.append((rid, peer_id, payload))
             for send in current.snapshot_sends:
-                held = self.snapshots.get(rid)
-                if held is None or held[0] != send.meta:
+                self.snapshot_sends[rid] += 1
+                durable = self.snapshots.get(rid)
+                if durable is None or durable[0] != send.meta:
                     continue  # gone: Raft asks again with its current snapshot
-                for peer_id, payload in encode_snapshot_chunks(send, held[1]):
+                if send.to_id in self.lose_snapshots:
+                    continue
+                for peer_id, payload in encode_snapshot_chunks(send, durable[1]):
                     self.network.append((rid, peer_id, payload))
 
     def compact(self, rid: int) -> SnapshotMeta:

@@ -257,3 +257,24 @@ def test_a_chunk_of_the_largest_size_fits_a_peer_frame() -> None:
     assert {peer for peer, _ in payloads} == {2}
     assert max(len(p) for _, p in payloads) <= limits.SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX
     assert max(len(p) for _, p in payloads) > limits.SNAPSHOT_CHUNK_SIZE_MAX
+
+
+def transfers_started(init_limit_ticks: int, duration_ms: int) -> int:
+    """Snapshot transfers the leader starts to a follower whose chunks are all lost."""
+    cluster = Cluster(init_limit_ticks=init_limit_ticks)
+    leader, follower = cut_off_and_compact(cluster, writes=8)
+    cluster.lose_snapshots.add(follower)
+    cluster.cut.discard(follower)
+    cluster.advance(duration_ms)
+    assert cluster.installs[follower] == 0
+    return cluster.snapshot_sends[leader]
+
+
+def test_a_stalled_transfer_starts_again_after_init_limit() -> None:
+    """initLimit x tickTime (ZooKeeper: the time a follower has to sync with its leader)
+    is how long a snapshot transfer may go without progress before it starts again.
+    The test cluster's tickTime is 500 ms."""
+    short = transfers_started(init_limit_ticks=2, duration_ms=6_000)  # every 1 s
+    long = transfers_started(init_limit_ticks=10, duration_ms=6_000)  # every 5 s
+    assert 5 <= short <= 7, short
+    assert 1 <= long <= 2, long

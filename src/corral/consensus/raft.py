@@ -54,7 +54,7 @@ Rules:
   to `index` from its storage. A peer whose next entry is compacted gets a SnapshotSend;
   the receiver assembles the chunks (in any order, duplicates ignored) and, once
   complete, hands a `Snapshot` out in `Ready.snapshot`. A transfer that makes no progress
-  for two election timeouts is started again.
+  for `snapshot_stall_ticks` (two election timeouts unless given) is started again.
 * Membership is that of the last MEMBERSHIP entry in the log, committed or not (Raft
   §4.1: single-server changes take effect on append; a truncated entry takes its change
   back), else that of the snapshot the log starts from, else the constructor's. There is
@@ -266,9 +266,14 @@ class Raft:
         applied: int = 0,
         append_entries_max: int = APPEND_ENTRIES_MAX,
         inflight_appends_max: int = INFLIGHT_APPENDS_PER_PEER_MAX,
+        snapshot_stall_ticks: int = 0,
     ) -> None:
         """Load term, vote, commit index and snapshot from `storage`; start as a follower
         (or learner).
+
+        `snapshot_stall_ticks`: how long a snapshot transfer may go without progress
+        before the leader starts it again (0: two election timeouts; the replica passes
+        ZooKeeper's initLimit).
 
         `voters`/`learners` is the membership the driver last applied; a durable snapshot
         with a later index overrides it. `applied` is the last index the state machine
@@ -296,6 +301,9 @@ class Raft:
             raise ValueError(f"append_entries_max {append_entries_max}")
         if not 1 <= inflight_appends_max <= INFLIGHT_APPENDS_PER_PEER_MAX:
             raise ValueError(f"inflight_appends_max {inflight_appends_max}")
+        if snapshot_stall_ticks < 0:
+            raise ValueError(f"snapshot_stall_ticks {snapshot_stall_ticks}")
+        self._snapshot_stall_ticks = snapshot_stall_ticks or 2 * election_ticks
         self._append_entries_max = append_entries_max
         self._inflight_appends_max = inflight_appends_max
 
@@ -1128,7 +1136,7 @@ class Raft:
                     self._send_append(peer_id)
             if progress.state == _ProgressState.SNAPSHOT:
                 progress.snapshot_stalled_ticks += 1
-                if progress.snapshot_stalled_ticks >= 2 * self._election_ticks:
+                if progress.snapshot_stalled_ticks >= self._snapshot_stall_ticks:
                     progress.become_probe()
                     self._send_append(peer_id)
         if self._heartbeat_elapsed_ticks >= self._heartbeat_ticks:

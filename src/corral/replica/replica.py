@@ -179,6 +179,11 @@ class ReplicaConfig:
         return self.init_limit_ticks * self.tick_time_ms
 
     @property
+    def snapshot_stall_ticks(self) -> int:
+        """init_timeout_ms in consensus ticks (at least one)."""
+        return max(1, -(-self.init_timeout_ms // self.raft_tick_ms))
+
+    @property
     def election_ticks(self) -> int:
         """sync_timeout_ms in consensus ticks; at least two, so a heartbeat fits in it."""
         return max(2, -(-self.sync_timeout_ms // self.raft_tick_ms))
@@ -349,6 +354,7 @@ class Replica:
             learners=config.learners,
             election_ticks=config.election_ticks,
             heartbeat_ticks=1,
+            snapshot_stall_ticks=config.snapshot_stall_ticks,
             storage=storage,
             rng=random.Random(rng_seed),
             applied=tree.last_zxid,
