@@ -6,7 +6,9 @@ Rules:
   the committed entries after the snapshot through the normal apply path.
 * Every file operation of the running server happens on one IO thread (`io`: a single
   worker), so the event loop never blocks on the disk and file operations never race:
-  log batches, segment creation, purge. While a batch is being written and fsynced, new
+  log batches, segment creation, snapshot installs, purge (the one exception: reading a
+  snapshot file to send it, read-only, on a thread of its own — `load_snapshot` says why
+  that cannot race). While a batch is being written and fsynced, new
   proposals accumulate in the consensus core and go out together in the next batch
   (group commit; the replica hands out one persist at a time).
 * Snapshots are written by a separate process (server/snapshotter.py) that rebuilds the
@@ -109,8 +111,13 @@ class DurableLog:
 
     async def load_snapshot(self, meta: SnapshotMeta) -> bytes | None:
         """The content of the durable snapshot file for `meta`; None when it is gone
-        (purged), damaged, or describes something else."""
-        return await asyncio.get_running_loop().run_in_executor(self._io, self._read_snapshot, meta)
+        (purged), damaged, or describes something else.
+
+        Read on a thread of its own, not the IO thread: a large snapshot takes a while to
+        read and check, and the leader's log writes must not wait behind it. Nothing
+        races: the file is complete under its name, and a purge that removes it meanwhile
+        makes the read fail (None)."""
+        return await asyncio.to_thread(self._read_snapshot, meta)
 
     def _read_snapshot(self, meta: SnapshotMeta) -> bytes | None:
         fs = self.storage.fs

@@ -410,7 +410,8 @@ class Server:
                 send.to_id,
             )
             return
-        payloads = encode_snapshot_chunks(send, content)
+        # Encoding copies every byte: off the event loop too, for a large snapshot.
+        payloads = await asyncio.to_thread(encode_snapshot_chunks, send, content)
         log.info(
             "sending snapshot %d (%d bytes, %d chunks) to replica %d",
             send.meta.index,
