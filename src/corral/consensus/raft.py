@@ -1451,6 +1451,10 @@ class Raft:
         assert self._base_index <= index <= self.last_index, (index, self._base_index)
         if index >= self._membership_index > 0:
             return self._voters, self._learners
+        if self._membership_index == 0:
+            # No MEMBERSHIP entry in the log: the base's. (The server asks after every
+            # persist; a walk back through the whole log there made each write O(log).)
+            return self._base_membership
         for position in range(index, self._base_index, -1):
             entry = self._entry_at(position)
             if entry.kind == EntryKind.MEMBERSHIP:
