@@ -70,6 +70,7 @@ class Cluster:
         self.replicas: dict[int, Replica] = {}
         self.network: deque[tuple[int, int, bytes]] = deque()
         self.cut: set[int] = set()  # replicas whose traffic is dropped both ways
+        self.cut_links: set[tuple[int, int]] = set()  # (sender, receiver) links that drop
         self.stalled: set[int] = set()  # replicas whose disk holds every persist
         self.held: dict[int, list[Outbox]] = {rid: [] for rid in IDS}  # (stalled disks)
         self.clients: dict[tuple[int, int], Client] = {}
@@ -180,7 +181,7 @@ class Cluster:
             if not self.network:
                 return
             sender, receiver, payload = self.network.popleft()
-            if sender in self.cut or receiver in self.cut:
+            if sender in self.cut or receiver in self.cut or (sender, receiver) in self.cut_links:
                 continue
             out = self.replicas[receiver].on_message(
                 sender, payload, self.now_ms, WALL_EPOCH_MS + self.now_ms
@@ -575,3 +576,26 @@ def test_followers_that_lose_their_link_from_the_leader_elect_at_once() -> None:
     client = cluster.connect(followers[0])
     reply = cluster.send(client, OpCode.CREATE, create("/after-failover"))
     assert reply is not None and reply.err == ErrorCode.OK
+
+
+def test_a_follower_that_cannot_reach_its_leader_gives_up_on_forwarded_writes() -> None:
+    """Links are one-way: a follower may hear its leader (so it never seeks another) and
+    still be unable to reach it. Its forwarded writes and syncs are then lost; after two
+    sync timeouts their connections close, so the clients retry elsewhere."""
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != leader)
+    writer = cluster.connect(follower)
+    syncer = cluster.connect(follower)
+    idle = cluster.connect(follower)
+    cluster.cut_links.add((follower, leader))
+    assert cluster.send(writer, OpCode.CREATE, create("/lost")) is None
+    assert cluster.send(syncer, OpCode.SYNC, PathRecord(path="/")) is None
+    timeout_ms = cluster.replicas[follower].config.sync_timeout_ms
+    cluster.advance(timeout_ms)
+    assert not writer.closed and not syncer.closed  # not yet: the leader may be slow
+    cluster.advance(timeout_ms + 200)
+    assert writer.closed and syncer.closed
+    assert not idle.closed
+    assert cluster.replicas[follower].tree.get("/lost") is None
+    assert cluster.leader() == leader  # it still hears the leader: no election

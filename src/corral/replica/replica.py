@@ -809,6 +809,8 @@ class Replica:
                     owner = self.connections.get(self._session_owner.get(session_id, -1))
                     if owner is not None:
                         self._close(owner, out)
+        if self._raft.role is not Role.LEADER and (self._proposals or self._syncs):
+            self._abandon_unanswered(now_ms, out)
         if self._touched and self._leader_id and self._leader_id != self.config.replica_id:
             sessions = tuple(self._touched.items())
             self._touched.clear()
@@ -1078,14 +1080,43 @@ class Replica:
             # clients retry, as with ZooKeeper's fail-over.
             waiting = {cid for cid, _ in self._proposals.values()}
             waiting |= {cid for cid, _ in self._syncs.values()}
-            self._syncs.clear()
-            for connection_id in waiting:
-                connection = self.connections.get(connection_id)
-                if connection is not None:
-                    self._close(connection, out)
-            self._proposals = {
-                token: (cid, p) for token, (cid, p) in self._proposals.items() if cid not in waiting
-            }
+            self._abandon(waiting, out)
+
+    def _abandon(self, connection_ids: set[int], out: Outbox) -> None:
+        """Close connections whose writes or syncs may never be answered; their clients
+        retry (the outcome of such a write is unknown to them, as after any connection
+        loss)."""
+        for connection_id in connection_ids:
+            connection = self.connections.get(connection_id)
+            if connection is not None:
+                self._close(connection, out)
+        self._proposals = {
+            token: entry
+            for token, entry in self._proposals.items()
+            if entry[0] not in connection_ids
+        }
+        self._syncs = {
+            request: entry
+            for request, entry in self._syncs.items()
+            if entry[0] not in connection_ids
+        }
+
+    def _abandon_unanswered(self, now_ms: int, out: Outbox) -> None:
+        """A follower that hears its leader may still be unable to reach it (links are
+        one-way): writes and syncs handed to it that stay unanswered for two sync
+        timeouts are given up, so their clients move on instead of waiting for ever."""
+        limit_ms = 2 * self.config.sync_timeout_ms
+        stale: set[int] = set()
+        for waiting in (self._proposals.values(), self._syncs.values()):
+            for connection_id, pending in waiting:  # oldest first (insertion order)
+                if now_ms - pending.received_ms < limit_ms:
+                    break
+                stale.add(connection_id)
+        if stale:
+            log.warning(
+                "closing %d connection(s) whose requests the leader left unanswered", len(stale)
+            )
+            self._abandon(stale, out)
 
     def _apply(self, entry: Entry, out: Outbox) -> None:
         self._applied_index = entry.index
