@@ -67,6 +67,7 @@ def test_the_seeds_exercise_the_mechanisms() -> None:
     assert sum(r.leaders for r in results) > 2 * len(results)  # failovers
     assert sum(r.sessions for r in results) > sum(r.config.clients for r in results)
     assert sum(r.operations_answered for r in results) > 1_000
+    assert sum(r.ephemerals for r in results) > 20
     assert any(r.config.replicas == 5 for r in results)
 
 

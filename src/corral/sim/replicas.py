@@ -20,10 +20,10 @@ wait for it; `on_persisted` when the disk is done). Around them:
   `ClientConnection`; the replica's side decodes with `ServerConnection`) over a FIFO
   connection to one replica, with a session. Operations, one at a time, on a few
   register znodes: getData, setData with an expected version (compare-and-set), create,
-  delete, sync then getData, and closing the session. A client pings when idle, gives up
-  on a connection it has not heard from for 2/3 of its session timeout (ZooKeeper's read
-  timeout) and reconnects to a random replica with its session id, password and the
-  last zxid it saw; an expired session makes it start a new one.
+  delete, sync then getData; besides, ephemeral creates and closing the session. A client
+  pings when idle, gives up on a connection it has not heard from for 2/3 of its session
+  timeout (ZooKeeper's read timeout) and reconnects to a random replica with its session
+  id, password and the last zxid it saw; an expired session makes it start a new one.
 
 What is checked:
 
@@ -32,7 +32,8 @@ What is checked:
 * at the end, after the faults are healed and the ensemble has converged: every replica
   applied the same last zxid, and their trees are identical znode by znode (data and the
   whole stat) with the same sessions — an acknowledged write that one replica lost would
-  show here;
+  show here; each tree's own invariants hold (an ephemeral's owner is a live session) and
+  every acknowledged ephemeral of a session still alive is there;
 * the client history of every register is linearizable (sim/linearizability.py), with
   these decisions about reads:
   - a plain getData is answered from the local tree of whichever replica the client is
@@ -148,6 +149,7 @@ class ReplicaSimResult:
     partitions: int = 0
     pauses: int = 0
     sessions: int = 0
+    ephemerals: int = 0  # acknowledged ephemeral creates
     leaders: int = 0  # distinct (term, leader) seen
     applied_max: int = 0
     linearizability: str = ""
@@ -235,10 +237,11 @@ class _Phase(enum.Enum):
 class _Operation:
     """A register operation in flight: its history id and the xids it waits for."""
 
-    history_id: int | None  # None: not a register operation (close session)
+    history_id: int | None  # None: not a register operation (close session, ephemeral)
     kind: lin.OpKind | None
     path: str
     xids: list[int]
+    ephemeral: bool = False  # the create of an ephemeral znode (kind None)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -258,6 +261,7 @@ class _Client:
     last_sent_ms: int = 0
     phase_since_ms: int = 0
     versions: dict[str, int] = field(default_factory=dict)  # last version seen per register
+    ephemerals: set[str] = field(default_factory=set)  # created (acknowledged) in this session
     values_written: int = 0
 
 
@@ -694,8 +698,7 @@ class ReplicaSimulation:
             response = event.response
             if response.timeout_ms == 0:
                 self._trace(f"client {client.client_id} session expired")
-                client.session_id = 0
-                client.password = bytes(16)
+                self._forget_session(client)
                 assert client.connection is not None
                 self._reset_connection(client.connection)
                 return
@@ -718,9 +721,17 @@ class ReplicaSimulation:
         assert operation is not None and operation.xids, (client.client_id, event)
         assert event.xid == operation.xids[0], (event.xid, operation.xids)
         operation.xids.pop(0)
+        if operation.ephemeral:
+            client.operation = None
+            client.next_action_ms = self.now_ms + self.rng.randint(0, 10)
+            if event.err == ErrorCode.OK:
+                client.ephemerals.add(operation.path)
+                self.result.ephemerals += 1
+            elif event.err == ErrorCode.SESSION_EXPIRED:
+                self._forget_session(client)
+            return
         if operation.kind is None:  # close session
-            client.session_id = 0
-            client.password = bytes(16)
+            self._forget_session(client)
             client.operation = None
             assert client.connection is not None
             self._reset_connection(client.connection)
@@ -735,8 +746,12 @@ class ReplicaSimulation:
         if reply.error not in lin.INDEFINITE_ERRORS:
             self.result.operations_answered += 1
         if reply.error == ErrorCode.SESSION_EXPIRED:
-            client.session_id = 0
-            client.password = bytes(16)
+            self._forget_session(client)
+
+    def _forget_session(self, client: _Client) -> None:
+        client.session_id = 0
+        client.password = bytes(16)
+        client.ephemerals.clear()
 
     def _history_reply(self, client: _Client, operation: _Operation, event: Reply) -> lin.Reply:
         if event.err != ErrorCode.OK:
@@ -765,6 +780,17 @@ class ReplicaSimulation:
             self._trace(f"client {client.client_id} closes its session")
             client.operation = _Operation(history_id=None, kind=None, path="", xids=[xid])
             self._client_send(client, client.codec.send_request(xid, OpCode.CLOSE_SESSION))
+            return
+        if roll < 0.04:
+            client.values_written += 1
+            ephemeral = f"/e{client.client_id}.{client.values_written}"
+            client.operation = _Operation(
+                history_id=None, kind=None, path=ephemeral, xids=[xid], ephemeral=True
+            )
+            create = CreateRequest(
+                path=ephemeral, data=b"", acl=OPEN_ACL_UNSAFE, flags=CreateMode.EPHEMERAL
+            )
+            self._client_send(client, client.codec.send_request(xid, OpCode.CREATE, create))
             return
         self.result.operations += 1
         if roll < 0.30:
@@ -910,6 +936,17 @@ class ReplicaSimulation:
         for rid, host in self.hosts.items():
             assert host.replica is not None
             tree = host.replica.tree
+            tree.check_invariants()  # an ephemeral's owner is a live session, indexes agree
+            for client in self.clients:
+                if client.session_id not in tree.sessions:
+                    continue  # expired or closed: check_invariants saw its ephemerals go
+                for path in sorted(client.ephemerals):
+                    znode = tree.get(path)
+                    if znode is None or znode.ephemeral_owner != client.session_id:
+                        self._violation(
+                            f"replica {rid} lost ephemeral {path} of live session "
+                            f"0x{client.session_id:x}"
+                        )
             nodes = [(path, znode.data, tree.stat(path)) for path, znode in tree.walk()]
             views[rid] = (tree.last_zxid, nodes, dict(tree.sessions))
         first_id = self.ids[0]
