@@ -39,7 +39,8 @@ def _report(result: SimResult, *, verbose: bool) -> None:
 def _report_replicas(result: ReplicaSimResult, *, verbose: bool) -> None:
     config = result.config
     print(
-        f"seed {result.seed}: replicas {config.replicas} clients {config.clients} "
+        f"seed {result.seed}: voters {config.replicas} learners {config.learners} "
+        f"clients {config.clients} "
         f"registers {config.registers} | operations {result.operations} "
         f"answered {result.operations_answered} sessions {result.sessions} "
         f"crashes {result.crashes} pauses {result.pauses} partitions {result.partitions} "

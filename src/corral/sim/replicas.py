@@ -1,9 +1,10 @@
 """Deterministic simulation of whole ensembles: Replicas, their disks, network and clients.
 
-N `Replica`s (replica/replica.py, ensemble mode) run in one process on a simulated
-millisecond clock, driven as server/server.py drives one: every Outbox in contract order
-(client frames at once; a persist goes to the simulated disk and its consensus messages
-wait for it; `on_persisted` when the disk is done). Around them:
+3 or 5 voting `Replica`s (replica/replica.py, ensemble mode), sometimes with a learner
+(ZooKeeper's observer), run in one process on a simulated millisecond clock, driven as
+server/server.py drives one: every Outbox in contract order (client frames at once; a
+persist goes to the simulated disk and its consensus messages wait for it;
+`on_persisted` when the disk is done). Around them:
 
 * disk: a `MemoryLogStorage` per replica is what survived; a persist lands after 1-5 ms
   (a slow disk: up to 80 ms). A crash loses the persist under way, or tears it (a prefix
@@ -116,7 +117,8 @@ class ReplicaSimConfig:
     """Everything a run depends on besides the seed's random stream."""
 
     seed: int
-    replicas: int = 3
+    replicas: int = 3  # voters
+    learners: int = 0  # non-voting members (ZooKeeper's observers)
     clients: int = 4
     registers: int = 2
     steps_ms: int = 3_000  # simulated time with faults and client operations
@@ -133,7 +135,9 @@ class ReplicaSimConfig:
 
     def __post_init__(self) -> None:
         if self.replicas not in (3, 5):
-            raise ValueError(f"{self.replicas} replicas: the simulation runs 3 or 5")
+            raise ValueError(f"{self.replicas} voters: the simulation runs 3 or 5")
+        if not 0 <= self.learners <= 2:
+            raise ValueError(f"{self.learners} learners: the simulation runs 0-2")
         if not 1 <= self.clients <= 32 or not 1 <= self.registers <= 8:
             raise ValueError("1-32 clients on 1-8 registers")
 
@@ -271,7 +275,9 @@ class ReplicaSimulation:
         self.rng = random.Random(config.seed)
         self.result = ReplicaSimResult(config=config)
         self.now_ms = 0
-        self.ids = tuple(range(1, config.replicas + 1))
+        self.voter_ids = tuple(range(1, config.replicas + 1))
+        self.learner_ids = tuple(range(config.replicas + 1, config.replicas + 1 + config.learners))
+        self.ids = self.voter_ids + self.learner_ids
         self.hosts = {rid: _Host(replica_id=rid) for rid in self.ids}
         # Replica-to-replica streams: (from, to) -> FIFO of (due ms, payload).
         self.links: dict[tuple[int, int], deque[tuple[int, bytes]]] = {
@@ -342,7 +348,8 @@ class ReplicaSimulation:
         host.replica = Replica(
             config=ReplicaConfig(
                 replica_id=rid,
-                voters=self.ids,
+                voters=self.voter_ids,
+                learners=self.learner_ids,
                 tick_time_ms=self.config.tick_time_ms,
                 max_client_cnxns=0,
             ),
@@ -997,6 +1004,7 @@ def run_replica_simulation(
     rng = random.Random(seed)
     options: dict[str, int] = {
         "replicas": 5 if rng.random() < 0.25 else 3,
+        "learners": 1 if rng.random() < 0.2 else 0,
         "clients": rng.randint(2, 6),
         "registers": rng.randint(1, 3),
     }
@@ -1005,6 +1013,7 @@ def run_replica_simulation(
         seed=seed,
         planted_bug=planted_bug,
         replicas=options["replicas"],
+        learners=options["learners"],
         clients=options["clients"],
         registers=options["registers"],
         steps_ms=options.get("steps_ms", 3_000),
