@@ -599,3 +599,50 @@ def test_a_follower_that_cannot_reach_its_leader_gives_up_on_forwarded_writes() 
     assert not idle.closed
     assert cluster.replicas[follower].tree.get("/lost") is None
     assert cluster.leader() == leader  # it still hears the leader: no election
+
+
+def test_a_read_behind_a_sync_does_not_see_a_write_sent_after_it() -> None:
+    # Found by the replica simulation (pipelining clients): a write pipelined behind
+    # "sync, getData" was proposed at once and could apply while the sync waited for
+    # its read index; the getData, evaluated when it reached the head of the queue,
+    # then saw a write its client sent after it (per-session FIFO order broken).
+    cluster = Cluster()
+    leader = cluster.elect()
+    client = cluster.connect(leader)
+    assert cluster.send(client, OpCode.CREATE, create("/x", b"old")).err == 0  # type: ignore[union-attr]
+    requests: list[tuple[int, Record]] = [
+        (OpCode.SYNC, PathRecord(path="/x")),
+        (OpCode.GET_DATA, GetDataRequest(path="/x", watch=False)),
+        (OpCode.SET_DATA, SetDataRequest(path="/x", data=b"new", version=-1)),
+    ]
+    replica = cluster.replicas[leader]
+    for opcode, record in requests:
+        xid = client.next_xid
+        client.next_xid += 1
+        client.codec.send_request(xid, opcode, record)
+        event = Request(xid=xid, opcode=opcode, request=record, size=0)
+        cluster.execute(
+            leader,
+            replica.on_request(client.connection_id, event, cluster.now_ms, WALL_EPOCH_MS),
+        )
+    # The heartbeat round that would confirm the read index is lost; appends get through.
+    for _ in range(1_000):
+        if not cluster.network:
+            break
+        sender, receiver, payload = cluster.network.popleft()
+        decoded = decode_payload(payload)
+        if (
+            isinstance(decoded, RaftPayload)
+            and decoded.message.kind == MessageKind.HEARTBEAT_RESPONSE
+        ):
+            continue
+        cluster.execute(
+            receiver,
+            cluster.replicas[receiver].on_message(sender, payload, cluster.now_ms, WALL_EPOCH_MS),
+        )
+    cluster.advance(1_000)  # later heartbeats confirm it
+    replies = {r.opcode: r for r in client.replies()}
+    assert replies[OpCode.SET_DATA].err == 0
+    read = replies[OpCode.GET_DATA]
+    assert read.err == 0
+    assert read.body.data == b"old"  # type: ignore[union-attr]

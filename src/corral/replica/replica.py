@@ -9,8 +9,9 @@ Rules:
   a cluster of one.
 * Per-connection FIFO: replies leave in the order requests arrived. Reads queued behind
   a write are evaluated only when that write has been applied (so a read sees the
-  session's earlier writes). Watch notifications caused by an applied write are queued
-  before that write's reply.
+  session's earlier writes). A write queued behind a sync is proposed only when it
+  reaches the head (so the reads between them do not see it). Watch notifications
+  caused by an applied write are queued before that write's reply.
 * Decisions that are not a pure function of (tree, entry) — session ids, passwords,
   timestamps, expiry, reaping — are made here (on the leader) and written into the log.
 * A member of an ensemble that has known no leader for QUORUM_LOST_GRACE (ZooKeeper's
@@ -221,6 +222,7 @@ class _Phase(enum.Enum):
     """Where a queued request stands."""
 
     PROPOSED = "proposed"  # a write (or new session) waiting for its entry to apply
+    HELD = "held"  # a write behind an unanswered sync: proposed when it reaches the head
     DEFERRED = "deferred"  # a read-like request, evaluated when it reaches the head
     DONE = "done"  # its frames are ready to go
 
@@ -234,6 +236,7 @@ class _Pending:
     phase: _Phase
     frames: list[bytes] = field(default_factory=list)
     close_after: bool = False
+    txn: Txn | None = None  # a HELD write's txn
 
 
 @dataclass(slots=True, kw_only=True)
@@ -670,7 +673,17 @@ class Replica:
             )
             if opcode == OpCode.CLOSE_SESSION:
                 self._closing_sessions.add(session_id)
-            self._propose(connection, pending, txn, out)
+            if self.config.is_ensemble and any(
+                p.phase is _Phase.HELD or (p.opcode == OpCode.SYNC and p.phase is not _Phase.DONE)
+                for p in connection.queue
+            ):
+                # A sync waits for a read index, not for an entry of the log: proposed
+                # now, this write could apply before the sync answers, and the reads
+                # between them would see it. It waits until it reaches the head.
+                pending.phase = _Phase.HELD
+                pending.txn = txn
+            else:
+                self._propose(connection, pending, txn, out)
         self._drain(connection, out)
         self._pump(out)
         return out
@@ -1316,6 +1329,9 @@ class Replica:
         produced_bytes = 0
         while queue and not connection.closing and not connection.output_paused:
             pending = queue[0]
+            if pending.phase is _Phase.HELD:
+                self._propose_held(connection, out)
+                continue
             if pending.phase is _Phase.PROPOSED:
                 return
             if produced_bytes >= limits.DRAIN_OUTPUT_BYTES_MAX:
@@ -1351,6 +1367,20 @@ class Replica:
                 connection.latency_count += 1
             if pending.close_after:
                 self._close(connection, out)
+
+    def _propose_held(self, connection: ConnectionInfo, out: Outbox) -> None:
+        """The head of the queue is a held write: propose it, and the writes held behind
+        it up to the next unanswered sync (the log keeps their order)."""
+        for pending in list(connection.queue):
+            if connection.closing:
+                return  # no leader to propose to: the queue is gone
+            if pending.opcode == OpCode.SYNC and pending.phase is not _Phase.DONE:
+                return
+            if pending.phase is _Phase.HELD:
+                assert pending.txn is not None
+                txn, pending.txn = pending.txn, None
+                pending.phase = _Phase.PROPOSED
+                self._propose(connection, pending, txn, out)
 
     def _close(self, connection: ConnectionInfo, out: Outbox) -> None:
         if connection.closing:
