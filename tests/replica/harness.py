@@ -80,6 +80,7 @@ class Harness:
         while pending:
             current = pending.pop(0)
             assert not current.send
+            assert not current.send_now
             for connection_id, frame in current.reply:
                 client = self.clients.get(connection_id)
                 if client is None or client.closed:

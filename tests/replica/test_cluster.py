@@ -34,7 +34,12 @@ from corral.protocol.records import (
     Record,
     SetDataRequest,
 )
-from corral.replica.messages import RaftPayload, decode_payload, encode_snapshot_chunks
+from corral.replica.messages import (
+    Forward,
+    RaftPayload,
+    decode_payload,
+    encode_snapshot_chunks,
+)
 from corral.replica.outbox import Outbox
 from corral.replica.replica import Replica, ReplicaConfig
 from corral.tree.snapshot import encode_snapshot
@@ -104,6 +109,8 @@ class Cluster:
         pending = [out]
         while pending:
             current = pending.pop(0)
+            for peer_id, payload in current.send_now:  # forwards wait for no persist
+                self.network.append((rid, peer_id, payload))
             for connection_id, frame in current.reply:
                 client = self.clients.get((rid, connection_id))
                 if client is None or client.closed:
@@ -171,6 +178,7 @@ class Cluster:
         held, self.held[rid] = self.held[rid], []
         for out in held:
             out.reply.clear()  # already delivered when it was held
+            out.send_now.clear()
             out.close.clear()
             out.paused.clear()
             self.execute(rid, out)
@@ -646,3 +654,51 @@ def test_a_read_behind_a_sync_does_not_see_a_write_sent_after_it() -> None:
     read = replies[OpCode.GET_DATA]
     assert read.err == 0
     assert read.body.data == b"old"  # type: ignore[union-attr]
+
+
+def test_forwarded_writes_never_wait_for_a_persist() -> None:
+    # Found by the replica simulation (pipelining clients, a slow disk): a forward in
+    # the Outbox of a persist waited for that persist while a later forward, in an
+    # Outbox without one, went at once and overtook it; the leader then applied the
+    # client's two writes in the wrong order. Forwards go in `send_now`.
+    cluster = Cluster()
+    leader = cluster.elect()
+    follower = next(rid for rid in IDS if rid != leader)
+    client = cluster.connect(follower)
+    assert cluster.send(client, OpCode.CREATE, create("/x", b"0")).err == 0  # type: ignore[union-attr]
+    outboxes: list[Outbox] = []
+    execute = cluster.execute
+
+    def recording_execute(rid: int, out: Outbox) -> None:
+        if rid == follower:
+            outboxes.append(out)
+        execute(rid, out)
+
+    cluster.execute = recording_execute  # type: ignore[method-assign]
+    replica = cluster.replicas[follower]
+    requests: list[tuple[int, Record]] = [
+        (OpCode.SYNC, PathRecord(path="/x")),
+        (OpCode.GET_DATA, GetDataRequest(path="/x", watch=False)),
+        (OpCode.SET_DATA, SetDataRequest(path="/x", data=b"1", version=0)),
+        (OpCode.SET_DATA, SetDataRequest(path="/x", data=b"2", version=1)),
+    ]
+    for opcode, record in requests:
+        xid = client.next_xid
+        client.next_xid += 1
+        client.codec.send_request(xid, opcode, record)
+        event = Request(xid=xid, opcode=opcode, request=record, size=0)
+        cluster.execute(
+            follower,
+            replica.on_request(client.connection_id, event, cluster.now_ms, WALL_EPOCH_MS),
+        )
+    cluster.deliver()
+    cluster.advance(500)
+    forwards = 0
+    for out in outboxes:
+        for _, payload in out.send:
+            assert isinstance(decode_payload(payload), RaftPayload)
+        forwards += sum(isinstance(decode_payload(p), Forward) for _, p in out.send_now)
+    assert forwards == 2
+    replies = [r for r in client.replies() if r.opcode == OpCode.SET_DATA]
+    assert [r.err for r in replies] == [0, 0]
+    assert cluster.replicas[leader].tree.get("/x").data == b"2"  # type: ignore[union-attr]

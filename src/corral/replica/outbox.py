@@ -3,6 +3,10 @@
 Rules: an Outbox is plain data. The driver executes one Outbox completely before the
 next, in the order the replica produced them, and within one Outbox:
 
+    0. send_now payloads that wait for nothing unpersisted (writes a follower forwards,
+                their rejections, session touches): send at once, before step 1, in
+                order — an earlier Outbox's `send` may still wait for its persist, and
+                a forward must not overtake the forwards before it
     1. persist  install `snapshot` first if any (a snapshot received from the leader:
                 make it durable as a snapshot file, atomically, and make the log start
                 after `snapshot.meta.index`, so that a crash at any point recovers either
@@ -47,6 +51,7 @@ class Persist:
 @dataclass(slots=True, kw_only=True)
 class Outbox:
     persist: Persist | None = None
+    send_now: list[tuple[int, bytes]] = field(default_factory=list)  # (peer id, payload)
     send: list[tuple[int, bytes]] = field(default_factory=list)  # (peer id, payload)
     snapshot_sends: list[SnapshotSend] = field(default_factory=list)  # streamed after persist
     reply: list[tuple[int, bytes]] = field(default_factory=list)  # (connection_id, frame)
@@ -58,6 +63,7 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(
             self.persist
+            or self.send_now
             or self.send
             or self.snapshot_sends
             or self.reply

@@ -1063,7 +1063,9 @@ class Replica:
             out.send.append((message.to_id, encode_payload(RaftPayload(message=message))))
 
     def _send(self, peer_id: int, payload: Payload, out: Outbox) -> None:
-        out.send.append((peer_id, encode_payload(payload)))
+        """Forwards, rejections and touches depend on nothing unpersisted: they go at
+        once, so a forward never waits behind (or is overtaken across) a persist."""
+        out.send_now.append((peer_id, encode_payload(payload)))
 
     def _notice_leader(self, out: Outbox) -> None:
         """React to a change of leader: whatever we forwarded may be lost."""

@@ -380,8 +380,10 @@ class Server:
         Client frames are written at once: the replica only ever replies about entries
         that were durable before this Outbox was made, so they need not wait for this
         Outbox's persist (and later Outboxes need not wait either: group commit). The
-        consensus messages of `send` wait for the persist, in the log writer.
+        consensus messages of `send` wait for the persist, in the log writer; those of
+        `send_now` (forwarded writes, touches) go at once.
         """
+        self._send_to_peers(out.send_now)
         self._write_frames(out.reply)
         for connection_id in out.close:
             client = self._clients.get(connection_id)

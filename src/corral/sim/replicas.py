@@ -365,7 +365,9 @@ class ReplicaSimulation:
         self._execute(host, host.replica.take_startup_outbox())
 
     def _execute(self, host: _Host, out: Outbox) -> None:
-        """Run an Outbox as server.py does: frames and closes now, sends after the persist."""
+        """Run an Outbox as server.py does: frames, closes and `send_now` at once, `send`
+        after the persist."""
+        self._send(host.replica_id, out.send_now)
         for connection_id, frame in out.reply:
             connection = host.connections.get(connection_id)
             if connection is not None and connection.open and not connection.server_closed:
