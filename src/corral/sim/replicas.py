@@ -259,7 +259,8 @@ class _Client:
     connection: _Connection | None = None
     codec: ClientConnection = field(default_factory=ClientConnection)
     next_xid: int = 1
-    operation: _Operation | None = None
+    pipeline_max: int = 1  # operations in flight at once (ZooKeeper clients pipeline)
+    operations: deque[_Operation] = field(default_factory=deque)  # in flight, FIFO
     next_action_ms: int = 0
     last_heard_ms: int = 0
     last_sent_ms: int = 0
@@ -292,7 +293,10 @@ class ReplicaSimulation:
         # zxid -> (first replica to apply it, (txn, error, body, events))
         self.applied: dict[int, tuple[int, tuple[Txn, int, object, object]]] = {}
         self.leaders: dict[int, int] = {}  # term -> leader
-        self.clients = [_Client(client_id=i) for i in range(1, config.clients + 1)]
+        self.clients = [
+            _Client(client_id=i, pipeline_max=self.rng.choice((1, 1, 2, 3)))
+            for i in range(1, config.clients + 1)
+        ]
         self._next_connection_id = 1
         self._next_history_id = 1
         self._faults = True
@@ -612,14 +616,14 @@ class ReplicaSimulation:
         self._lose_operation(client)
 
     def _lose_operation(self, client: _Client) -> None:
-        operation = client.operation
-        client.operation = None
-        if operation is not None and operation.history_id is not None:
-            self.recorder.returned(
-                operation.history_id,
-                lin.Reply(error=ErrorCode.CONNECTION_LOSS),
-                now_ms=self.now_ms,
-            )
+        while client.operations:
+            operation = client.operations.popleft()
+            if operation.history_id is not None:
+                self.recorder.returned(
+                    operation.history_id,
+                    lin.Reply(error=ErrorCode.CONNECTION_LOSS),
+                    now_ms=self.now_ms,
+                )
 
     def _client_connect(self, client: _Client) -> None:
         rid = self.rng.choice(self.ids)
@@ -688,7 +692,7 @@ class ReplicaSimulation:
                 return
             if (
                 client.phase is _Phase.CONNECTED
-                and client.operation is None
+                and not client.operations
                 and self.now_ms - client.last_sent_ms >= timeout_ms // 3
             ):
                 self._client_send(client, client.codec.send_request(SpecialXid.PING, OpCode.PING))
@@ -697,8 +701,14 @@ class ReplicaSimulation:
         if client.phase is _Phase.DISCONNECTED:
             if self._new_operations or client.session_id:
                 self._client_connect(client)
-        elif client.phase is _Phase.CONNECTED and client.operation is None and self._new_operations:
+        elif (
+            client.phase is _Phase.CONNECTED
+            and len(client.operations) < client.pipeline_max
+            and self._new_operations
+            and not any(o.kind is None and not o.ephemeral for o in client.operations)
+        ):
             self._start_operation(client)
+            client.next_action_ms = self.now_ms + self.rng.randint(0, 5)
 
     def _client_event(self, client: _Client, event: Connected | Reply | Notification) -> None:
         if isinstance(event, Notification):
@@ -726,12 +736,12 @@ class ReplicaSimulation:
             client.last_zxid_seen = event.zxid
         if event.xid == SpecialXid.PING:
             return
-        operation = client.operation
-        assert operation is not None and operation.xids, (client.client_id, event)
+        assert client.operations, (client.client_id, event)
+        operation = client.operations[0]
         assert event.xid == operation.xids[0], (event.xid, operation.xids)
         operation.xids.pop(0)
         if operation.ephemeral:
-            client.operation = None
+            client.operations.popleft()
             client.next_action_ms = self.now_ms + self.rng.randint(0, 10)
             if event.err == ErrorCode.OK:
                 client.ephemerals.add(operation.path)
@@ -741,13 +751,13 @@ class ReplicaSimulation:
             return
         if operation.kind is None:  # close session
             self._forget_session(client)
-            client.operation = None
+            client.operations.popleft()
             assert client.connection is not None
             self._reset_connection(client.connection)
             return
         if operation.xids:
             return  # the sync of a sync-then-read: the read's reply decides
-        client.operation = None
+        client.operations.popleft()
         client.next_action_ms = self.now_ms + self.rng.randint(0, self.config.operation_gap_max_ms)
         reply = self._history_reply(client, operation, event)
         assert operation.history_id is not None
@@ -786,15 +796,17 @@ class ReplicaSimulation:
         client.next_xid += 2
         history = self.recorder
         if roll < 0.01:
+            if client.operations:
+                return  # closes only with nothing in flight
             self._trace(f"client {client.client_id} closes its session")
-            client.operation = _Operation(history_id=None, kind=None, path="", xids=[xid])
+            client.operations.append(_Operation(history_id=None, kind=None, path="", xids=[xid]))
             self._client_send(client, client.codec.send_request(xid, OpCode.CLOSE_SESSION))
             return
         if roll < 0.04:
             client.values_written += 1
             ephemeral = f"/e{client.client_id}.{client.values_written}"
-            client.operation = _Operation(
-                history_id=None, kind=None, path=ephemeral, xids=[xid], ephemeral=True
+            client.operations.append(
+                _Operation(history_id=None, kind=None, path=ephemeral, xids=[xid], ephemeral=True)
             )
             create = CreateRequest(
                 path=ephemeral, data=b"", acl=OPEN_ACL_UNSAFE, flags=CreateMode.EPHEMERAL
@@ -810,8 +822,8 @@ class ReplicaSimulation:
                 now_ms=self.now_ms,
                 may_be_stale=True,
             )
-            client.operation = _Operation(
-                history_id=history_id, kind=lin.OpKind.READ, path=path, xids=[xid]
+            client.operations.append(
+                _Operation(history_id=history_id, kind=lin.OpKind.READ, path=path, xids=[xid])
             )
             request = GetDataRequest(path=path, watch=False)
             self._client_send(client, client.codec.send_request(xid, OpCode.GET_DATA, request))
@@ -821,8 +833,8 @@ class ReplicaSimulation:
                 client_id=client.history_id, path=path, kind=lin.OpKind.READ, now_ms=self.now_ms
             )
             xids = [xid + 1] if unsynced else [xid, xid + 1]
-            client.operation = _Operation(
-                history_id=history_id, kind=lin.OpKind.READ, path=path, xids=xids
+            client.operations.append(
+                _Operation(history_id=history_id, kind=lin.OpKind.READ, path=path, xids=xids)
             )
             if not unsynced:
                 sync = PathRecord(path=path)
@@ -840,8 +852,8 @@ class ReplicaSimulation:
                 value=value,
                 expected_version=expected,
             )
-            client.operation = _Operation(
-                history_id=history_id, kind=lin.OpKind.WRITE, path=path, xids=[xid]
+            client.operations.append(
+                _Operation(history_id=history_id, kind=lin.OpKind.WRITE, path=path, xids=[xid])
             )
             set_data = SetDataRequest(path=path, data=value, version=expected)
             self._client_send(client, client.codec.send_request(xid, OpCode.SET_DATA, set_data))
@@ -854,8 +866,8 @@ class ReplicaSimulation:
                 now_ms=self.now_ms,
                 value=value,
             )
-            client.operation = _Operation(
-                history_id=history_id, kind=lin.OpKind.CREATE, path=path, xids=[xid]
+            client.operations.append(
+                _Operation(history_id=history_id, kind=lin.OpKind.CREATE, path=path, xids=[xid])
             )
             create = CreateRequest(
                 path=path, data=value, acl=OPEN_ACL_UNSAFE, flags=CreateMode.PERSISTENT
@@ -870,8 +882,8 @@ class ReplicaSimulation:
                 now_ms=self.now_ms,
                 expected_version=expected,
             )
-            client.operation = _Operation(
-                history_id=history_id, kind=lin.OpKind.DELETE, path=path, xids=[xid]
+            client.operations.append(
+                _Operation(history_id=history_id, kind=lin.OpKind.DELETE, path=path, xids=[xid])
             )
             delete = DeleteRequest(path=path, version=expected)
             self._client_send(client, client.codec.send_request(xid, OpCode.DELETE, delete))
@@ -922,7 +934,7 @@ class ReplicaSimulation:
         self._check_history()
 
     def _converged(self) -> bool:
-        if any(c.operation is not None for c in self.clients):
+        if any(c.operations for c in self.clients):
             return False
         replicas = [h.replica for h in self.hosts.values()]
         if any(r is None for r in replicas):
@@ -993,7 +1005,7 @@ class ReplicaSimulation:
             else:
                 reply = lin.Reply(value=znode.data or b"", version=znode.version)
             self.recorder.returned(op, reply, now_ms=self.now_ms)
-        result = lin.check_history(self.recorder.history())
+        result = lin.check_history(self.recorder.history(), session_order=True)
         self.result.linearizability = result.verdict.value
         if not result.ok:
             self._violation("client history: " + result.explain())
