@@ -381,7 +381,11 @@ class ReplicaSimulation:
         for connection_id in out.paused:
             # Simulated clients read everything at once.
             host.deferred.append(partial(self._drained, host, connection_id))
+        # The simulation never reports a durable snapshot, so nothing is compacted and
+        # no snapshot is sent or installed.
+        assert not out.snapshot_sends
         if out.persist is not None:
+            assert out.persist.snapshot is None
             assert host.persisting is None, "two persists in flight"
             delay_max = (
                 self.config.slow_disk_delay_max_ms
