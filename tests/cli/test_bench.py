@@ -648,6 +648,21 @@ def test_failover_summary_is_median_and_max_of_the_measured_trials() -> None:
     assert report["settings"]["zoo_cfg"]["forceSync"] == "yes"
 
 
+def test_failover_counts_only_writes_sent_after_the_fault() -> None:
+    writer = bench_failover._Writer(2, "127.0.0.1", 1)
+    writer._ack(sent_ns=100, arrival_ns=110)  # warm-up: counted, not kept
+    writer.watch_from_ns = 200
+    writer._ack(sent_ns=250, arrival_ns=400)  # sent before the fault at 300, acked after
+    writer._ack(sent_ns=410, arrival_ns=900)
+    writer._ack(sent_ns=900, arrival_ns=950)
+    assert writer.acks_before_watch == 1
+    assert writer.first_ack_ns(300) == 900  # not 400: that write was sent before the fault
+    assert writer.first_ack_ns(1_000) is None
+    result = writer.result(300)
+    assert result.first_ack_ms == pytest.approx(600 / 1e6)
+    assert result.member_id == 2
+
+
 def test_failover_refuses_contradictory_arguments() -> None:
     with pytest.raises(SystemExit):
         _parse(["bench", "failover", "--compare", "--product", "corral"])
