@@ -684,6 +684,9 @@ def test_repl_ctrl_c_interrupts_a_waiting_command(
                 break
         else:
             pytest.fail("the shell did not go on after the interrupt")
+        # Ctrl-D only once the next prompt is up: typed while `version` still runs, the
+        # terminal (cooked then) swallows it as an end-of-file nobody reads.
+        child.expect(r"\((?:CONNECTED|CLOSED)\) \d+\]")
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
     finally:
