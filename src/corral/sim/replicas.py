@@ -14,7 +14,9 @@ persist goes to the simulated disk and its consensus messages wait for it;
 * network between replicas: one FIFO stream per direction, as peers.py's TCP links are:
   random delay, never reordering or duplicating within a link; loss only as a link reset
   (everything in flight on it is gone). Faults: partitions into two sides, one-way cuts,
-  link resets; a crash or a cut resets the links it touches.
+  link resets; a crash or a cut resets the links it touches. A crash or a reset is
+  reported to the receiving replicas as peers.py does (`on_peer_link_lost`: a hint that
+  the leader may be gone); a cut is silent.
 * replicas: crashes and restarts, pauses (no ticks, no input, no disk progress) and
   resumes, slow disks.
 * clients: each speaks the real wire protocol (records.py frames through
@@ -457,6 +459,8 @@ class ReplicaSimulation:
         for (a, b), queue in self.links.items():
             if host.replica_id in (a, b):
                 queue.clear()
+        for other in self.hosts.values():
+            self._link_lost(other, host.replica_id)  # the kernel closed the dead one's links
         host.restart_ms = self.now_ms + self.rng.randint(20, 1_500)
 
     def _step_host(self, host: _Host) -> None:
@@ -557,6 +561,7 @@ class ReplicaSimulation:
             link = rng.choice(sorted(self.links))
             self.links[link].clear()
             self._trace(f"reset link {link[0]} -> {link[1]}")
+            self._link_lost(self.hosts[link[1]], link[0])
         elif choice == 7:
             host = rng.choice(hosts)
             host.slow_disk = not host.slow_disk
@@ -568,6 +573,21 @@ class ReplicaSimulation:
                 assert client.connection is not None
                 self._trace(f"client {client.client_id} connection reset")
                 self._reset_connection(client.connection)
+
+    def _link_lost(self, host: _Host, peer_id: int) -> None:
+        """server/peers.py reports an inbound link that closed: a hint to the replica."""
+        if host.replica is None or host.replica_id == peer_id:
+            return
+        replica = host.replica
+
+        def lost() -> None:
+            if host.replica is replica:
+                self._execute(host, replica.on_peer_link_lost(peer_id, self.now_ms, self.wall_ms))
+
+        if host.paused:
+            host.deferred.append(lost)
+        else:
+            lost()
 
     def _cut(self, link: tuple[int, int]) -> None:
         self.cut.add(link)
