@@ -943,8 +943,9 @@ class ReplicaSimulation:
     def _settle(self) -> None:
         """Heal, let operations finish, converge, then compare the replicas."""
         deadline_ms = self.now_ms + self.config.settle_ms
-        # Clients go on for a while against a healthy ensemble, then stop starting work.
-        work_until_ms = self.now_ms + self.config.settle_ms // 4
+        # Clients go on for a while (750 ms by default) against a healthy ensemble, then
+        # stop starting work.
+        work_until_ms = self.now_ms + self.config.settle_ms // 8
         while self.now_ms < deadline_ms:
             self._step()
             if self.now_ms >= work_until_ms:
