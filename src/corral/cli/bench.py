@@ -58,7 +58,14 @@ from corral.cli.bench_report import (
     to_html,
     to_json,
 )
-from corral.cli.bench_stats import BYTES_PER_MB, ProcessSample, read_process, summarize
+from corral.cli.bench_stats import (
+    BYTES_PER_MB,
+    ProcessSample,
+    positive_float,
+    positive_int,
+    read_process,
+    summarize,
+)
 from corral.cli.launch import ApacheZooKeeper, CorralServer, four_letter_word
 from corral.limits import PENDING_REQUESTS_PER_CONNECTION_MAX
 
@@ -133,20 +140,6 @@ QUICK = replace(
 # --------------------------------------------------------------------------- arguments
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -185,7 +178,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="start Apache ZooKeeper 3.8 and corral, run every workload on both",
     )
     parser.add_argument(
-        "--pid", type=_positive_int, help="the --server's process id, to read its CPU and RSS"
+        "--pid", type=positive_int, help="the --server's process id, to read its CPU and RSS"
     )
     parser.add_argument(
         "--zookeeper",
@@ -193,14 +186,14 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="with --compare: use this running ZooKeeper instead of starting one",
     )
-    parser.add_argument("--zookeeper-pid", type=_positive_int, metavar="PID")
+    parser.add_argument("--zookeeper-pid", type=positive_int, metavar="PID")
     parser.add_argument(
         "--corral",
         type=_address,
         metavar="HOST:PORT",
         help="with --compare: use this running corral instead of starting one",
     )
-    parser.add_argument("--corral-pid", type=_positive_int, metavar="PID")
+    parser.add_argument("--corral-pid", type=positive_int, metavar="PID")
     # Development: compare ZooKeeper with a second ZooKeeper (the instrument's own noise).
     parser.add_argument("--dev-twin-zookeeper", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="a small, fast run")
@@ -212,16 +205,16 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"run only these, in this order (default: all). {workload_help}".replace("%", "%%"),
     )
     parser.add_argument(
-        "--duration-s", type=_positive_float, help="time bound per workload per server"
+        "--duration-s", type=positive_float, help="time bound per workload per server"
     )
-    parser.add_argument("--ops", type=_positive_int, help="count bound per workload per server")
-    parser.add_argument("--connections", type=_positive_int, help="connections (sessions)")
-    parser.add_argument("--in-flight", type=_positive_int, help="requests in flight per connection")
-    parser.add_argument("--processes", type=_positive_int, help="client processes")
-    parser.add_argument("--watchers", type=_positive_int, help="watch-fanout: watchers")
-    parser.add_argument("--rounds", type=_positive_int, help="watch-fanout: setData rounds")
-    parser.add_argument("--sessions", type=_positive_int, help="session-storm: sessions")
-    parser.add_argument("--znodes", type=_positive_int, help="memory: znodes created")
+    parser.add_argument("--ops", type=positive_int, help="count bound per workload per server")
+    parser.add_argument("--connections", type=positive_int, help="connections (sessions)")
+    parser.add_argument("--in-flight", type=positive_int, help="requests in flight per connection")
+    parser.add_argument("--processes", type=positive_int, help="client processes")
+    parser.add_argument("--watchers", type=positive_int, help="watch-fanout: watchers")
+    parser.add_argument("--rounds", type=positive_int, help="watch-fanout: setData rounds")
+    parser.add_argument("--sessions", type=positive_int, help="session-storm: sessions")
+    parser.add_argument("--znodes", type=positive_int, help="memory: znodes created")
     parser.add_argument(
         "--warmup-s",
         type=float,

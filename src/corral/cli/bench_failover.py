@@ -58,7 +58,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from corral.cli.bench_stats import format_ms, format_ratio, render_table
+from corral.cli.bench_stats import (
+    format_ms,
+    format_ratio,
+    positive_float,
+    positive_int,
+    render_table,
+)
 from corral.cli.launch import (
     ENSEMBLE_CONFIG_DEFAULTS,
     PRODUCTS,
@@ -173,20 +179,6 @@ class Summary:
 # --------------------------------------------------------------------------- arguments
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
 def add_failover_parser(subparsers: Any) -> None:
     """Registers `failover` under `corral bench`."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -204,7 +196,7 @@ def add_failover_parser(subparsers: Any) -> None:
     which.add_argument("--product", choices=PRODUCTS, help="only this product")
     parser.add_argument(
         "--trials",
-        type=_positive_int,
+        type=positive_int,
         default=TRIALS_DEFAULT,
         help=f"trials per product (default {TRIALS_DEFAULT}, at most {TRIALS_MAX})",
     )
@@ -217,25 +209,25 @@ def add_failover_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--tick-time-ms",
-        type=_positive_int,
+        type=positive_int,
         default=TICK_TIME_DEFAULT_MS,
         help=f"tickTime of both products (default {TICK_TIME_DEFAULT_MS})",
     )
     parser.add_argument(
         "--init-limit",
-        type=_positive_int,
+        type=positive_int,
         default=int(ENSEMBLE_CONFIG_DEFAULTS["initLimit"]),
         help="initLimit of both products, in ticks",
     )
     parser.add_argument(
         "--sync-limit",
-        type=_positive_int,
+        type=positive_int,
         default=int(ENSEMBLE_CONFIG_DEFAULTS["syncLimit"]),
         help="syncLimit of both products, in ticks",
     )
     parser.add_argument(
         "--trial-timeout-s",
-        type=_positive_float,
+        type=positive_float,
         default=TRIAL_TIMEOUT_DEFAULT_S,
         help=f"longest wait after a kill (default {TRIAL_TIMEOUT_DEFAULT_S:g})",
     )

@@ -1,4 +1,5 @@
-"""Numbers for `corral bench`: percentiles, latency samples, /proc readings, formatting.
+"""Numbers for `corral bench`: percentiles, latency samples, /proc readings, formatting,
+and the number types of its arguments.
 
 Rules: pure functions and small records, no asyncio, no sockets. Percentiles use the
 nearest-rank definition on integer per-mille ranks, so p99.9 of 1,000 samples is the
@@ -10,6 +11,7 @@ system without /proc, or for a pid that is gone, readings are None, never a gues
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import random
@@ -220,3 +222,19 @@ def render_table(header: list[str], rows: list[list[str]], left_columns: int = 1
 
     separator = "  ".join("-" * width for width in widths)
     return "\n".join([line(header), separator, *(line(row) for row in rows)])
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer above zero."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above zero."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
