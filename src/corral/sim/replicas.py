@@ -21,8 +21,8 @@ persist goes to the simulated disk and its consensus messages wait for it;
   resumes, slow disks.
 * clients: each speaks the real wire protocol (records.py frames through
   `ClientConnection`; the replica's side decodes with `ServerConnection`) over a FIFO
-  connection to one replica, with a session. Operations, one at a time, on a few
-  register znodes: getData, setData with an expected version (compare-and-set), create,
+  connection to one replica, with a session. Operations, up to 1-3 pipelined (chosen
+  per client), on a few register znodes: getData, setData with an expected version (compare-and-set), create,
   delete, sync then getData; besides, ephemeral creates and closing the session. A client
   pings when idle, gives up on a connection it has not heard from for 2/3 of its session
   timeout (ZooKeeper's read timeout) and reconnects to a random replica with its session
@@ -46,9 +46,12 @@ What is checked:
     session's earlier operations, with no other lower bound;
   - sync followed by getData on the same connection (pipelined, as a client does) is
     recorded as one linearizable read from the sync's call to the getData's reply: the
-    sync on a follower waits for the leader's read index;
+    sync waits for the leader's read index (on the leader too);
   - writes (setData, create, delete) must be linearizable; a reply lost with the
     connection (or SESSION_EXPIRED) leaves the outcome unknown;
+  - definite operations of one session take effect in the order it sent them
+    (`check_history(session_order=True)`: ZooKeeper's per-session FIFO, which pipelining
+    clients exercise);
   - the converged state is recorded as one final read of each register, so a write that
     was acknowledged and then lost everywhere fails the check too.
 
