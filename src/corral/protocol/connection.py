@@ -57,6 +57,8 @@ from corral.protocol.records import (
 
 _INT = struct.Struct(">i")
 _REQUEST_HEADER_SIZE = 8  # xid, opcode
+_REPLY_FRAME_HEAD = struct.Struct(">iiqi")  # frame length; xid, zxid, err
+_REPLY_HEADER_SIZE = 16  # xid, zxid, err
 _FOUR_LETTER_CODES: dict[int, str] = {
     _INT.unpack(word.encode("ascii"))[0]: word for word in FOUR_LETTER_WORDS
 }
@@ -253,13 +255,17 @@ def encode_connect_response(response: ConnectResponse) -> bytes:
 
 def encode_reply(xid: int, zxid: int, err: int, body: Record | None = None) -> bytes:
     """A reply frame. Error replies are header-only, whatever `body` is."""
-    w = Writer()
-    ReplyHeader(xid=xid, zxid=zxid, err=err).encode(w)
-    if err == 0 and body is not None:
-        body.encode(w)
+    payload = body.to_bytes() if err == 0 and body is not None else b""
+    size = _REPLY_HEADER_SIZE + len(payload)
     # The server does not cap what it sends (ZooKeeper doesn't either): a znode whose
     # data fitted in a request must stay readable.
-    return frame(w.getvalue(), FRAME_SIZE_HARD_MAX)
+    if size > FRAME_SIZE_HARD_MAX:
+        raise LocalProtocolError(f"frame payload {size} exceeds {FRAME_SIZE_HARD_MAX}")
+    try:
+        # The frame's length and the reply header in one struct call (once per reply).
+        return _REPLY_FRAME_HEAD.pack(size, xid, zxid, err) + payload
+    except struct.error as e:
+        raise LocalProtocolError(f"reply header out of range: {xid}, {zxid}, {err}") from e
 
 
 def encode_notification(event: WatcherEvent, zxid: int) -> bytes:

@@ -345,6 +345,7 @@ class Replica:
         wall_ms: int,
     ) -> None:
         self.config = config
+        self._is_ensemble = config.is_ensemble  # asked per write; the config never changes
         self.tree = tree
         self.watches = WatchTable()
         self.stats = ServerStats()
@@ -673,7 +674,7 @@ class Replica:
             )
             if opcode == OpCode.CLOSE_SESSION:
                 self._closing_sessions.add(session_id)
-            if self.config.is_ensemble and any(
+            if self._is_ensemble and any(
                 p.phase is _Phase.HELD or (p.opcode == OpCode.SYNC and p.phase is not _Phase.DONE)
                 for p in connection.queue
             ):
