@@ -56,7 +56,8 @@ from corral.protocol.records import (
 )
 
 _INT = struct.Struct(">i")
-_REQUEST_HEADER_SIZE = 8  # xid, opcode
+_REQUEST_HEADER = struct.Struct(">ii")  # xid, opcode
+_REQUEST_HEADER_SIZE = _REQUEST_HEADER.size
 _REPLY_FRAME_HEAD = struct.Struct(">iiqi")  # frame length; xid, zxid, err
 _REPLY_HEADER_SIZE = 16  # xid, zxid, err
 _FOUR_LETTER_CODES: dict[int, str] = {
@@ -181,49 +182,49 @@ class ServerConnection:
         payload = self._frames.next_frame()
         if payload is None:
             return NEED_DATA
-        reader = Reader(payload)
-        try:
-            header = RequestHeader.decode(reader)
-        except DecodeError as e:
+        if len(payload) < _REQUEST_HEADER_SIZE:
             self._state = _ServerState.DONE
-            raise RemoteProtocolError(f"frame too short for a request header: {e}") from e
-        if header.opcode not in REQUEST_RECORDS or header.opcode == OpCode.CHECK:
+            raise RemoteProtocolError(f"frame too short for a request header: {len(payload)} bytes")
+        # The header's two ints without a RequestHeader record: once per request.
+        xid, opcode = _REQUEST_HEADER.unpack_from(payload)
+        if opcode not in REQUEST_RECORDS or opcode == OpCode.CHECK:
             # Unknown opcodes, and check outside multi (ZooKeeper 3.9.3+ behaviour). The
             # connection is closed after the reply, so nothing after it is decoded.
             self._state = _ServerState.DONE
             return BadRequest(
-                xid=header.xid,
-                opcode=header.opcode,
+                xid=xid,
+                opcode=opcode,
                 err=ErrorCode.UNIMPLEMENTED,
                 close=True,
-                reason=f"unknown opcode {header.opcode}",
+                reason=f"unknown opcode {opcode}",
             )
-        record_type = REQUEST_RECORDS[header.opcode]
+        record_type = REQUEST_RECORDS[opcode]
         if record_type is None:
-            return Request(xid=header.xid, opcode=header.opcode, request=None, size=len(payload))
+            return Request(xid=xid, opcode=opcode, request=None, size=len(payload))
+        reader = Reader(payload, _REQUEST_HEADER_SIZE)
         try:
             request = record_type.decode(reader)
         except DecodeError as e:
             return BadRequest(
-                xid=header.xid,
-                opcode=header.opcode,
+                xid=xid,
+                opcode=opcode,
                 err=ErrorCode.MARSHALLING_ERROR,
                 close=False,
                 reason=str(e),
             )
         if isinstance(request, MultiRequest):
-            reason = _multi_error(header.opcode, request)
+            reason = _multi_error(opcode, request)
             if reason is not None:
                 return BadRequest(
-                    xid=header.xid,
-                    opcode=header.opcode,
+                    xid=xid,
+                    opcode=opcode,
                     err=ErrorCode.MARSHALLING_ERROR,
                     close=False,
                     reason=reason,
                 )
         return Request(
-            xid=header.xid,
-            opcode=header.opcode,
+            xid=xid,
+            opcode=opcode,
             request=request,
             size=len(payload),
             request_bytes=payload[_REQUEST_HEADER_SIZE : reader.offset],

@@ -70,14 +70,24 @@ class Reader:
         return value != 0
 
     def buffer(self) -> bytes | None:
-        size = self.int32()
+        # Every path, ACL id and data of a request comes through here: one struct call
+        # and local variables instead of int32() and the `remaining` property.
+        data, start = self._data, self._offset + 4
+        try:
+            (size,) = _INT.unpack_from(data, self._offset)
+        except struct.error:
+            raise DecodeError(
+                f"need 4 bytes at offset {self._offset}, have {self.remaining}"
+            ) from None
         if size == -1:
+            self._offset = start
             return None
-        if not 0 <= size <= self.remaining:
+        end = start + size
+        if size < 0 or end > len(data):
+            self._offset = start
             raise DecodeError(f"buffer length {size} exceeds remaining {self.remaining}")
-        start = self._offset
-        self._offset += size
-        return self._data[start : self._offset]
+        self._offset = end
+        return data[start:end]
 
     def ustring(self) -> str | None:
         raw = self.buffer()

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
-from corral.limits import PASSWORD_SIZE
+from corral.limits import MULTI_OPS_MAX, PASSWORD_SIZE
 from corral.protocol.constants import OpCode
 from corral.protocol.errors import DecodeError, LocalProtocolError
 from corral.protocol.jute import Reader, Writer
@@ -288,6 +288,22 @@ class ReplyHeader(Record):
         return cls(xid=xid, zxid=zxid, err=err)
 
 
+_MULTI_HEADER = struct.Struct(">iBi")  # type, done (jute bool: one byte), err
+
+
+def _read_multi_header(r: Reader) -> tuple[int, bool, int]:
+    """A MultiHeader's fields without the record: a multi reads one per op."""
+    type_, done, err = _MULTI_HEADER.unpack(r.raw(_MULTI_HEADER.size))
+    return type_, done != 0, err
+
+
+def _write_multi_header(w: Writer, type_: int, done: bool, err: int) -> None:
+    try:
+        w.raw(_MULTI_HEADER.pack(type_, 1 if done else 0, err))
+    except struct.error as e:
+        raise LocalProtocolError(f"multi header field out of range: {type_}, {err}") from e
+
+
 @_check_jute
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MultiHeader(Record):
@@ -295,6 +311,14 @@ class MultiHeader(Record):
     done: bool
     err: int
     _JUTE = (("type", "int"), ("done", "bool"), ("err", "int"))
+
+    def encode(self, w: Writer) -> None:
+        _write_multi_header(w, self.type, self.done, self.err)
+
+    @classmethod
+    def decode(cls, r: Reader) -> Self:
+        type_, done, err = _read_multi_header(r)
+        return cls(type=type_, done=done, err=err)
 
 
 # --------------------------------------------------------------------------- requests/responses
@@ -619,25 +643,23 @@ class MultiRequest(Record):
 
     def encode(self, w: Writer) -> None:
         for opcode, op in self.ops:
-            MultiHeader(type=opcode, done=False, err=-1).encode(w)
+            _write_multi_header(w, opcode, False, -1)
             op.encode(w)
-        MultiHeader(type=-1, done=True, err=-1).encode(w)
+        _write_multi_header(w, -1, True, -1)
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
-        from corral.limits import MULTI_OPS_MAX
-
         ops: list[MultiOp] = []
         while True:
-            header = MultiHeader.decode(r)
-            if header.done:
+            op_type, done, _ = _read_multi_header(r)
+            if done:
                 return cls(ops=tuple(ops))
             if len(ops) >= MULTI_OPS_MAX:
                 raise DecodeError(f"multi has more than {MULTI_OPS_MAX} ops")
-            record_type = MULTI_OP_RECORDS.get(header.type)
+            record_type = MULTI_OP_RECORDS.get(op_type)
             if record_type is None:
-                raise DecodeError(f"opcode {header.type} is not allowed inside multi")
-            ops.append((header.type, record_type.decode(r)))
+                raise DecodeError(f"opcode {op_type} is not allowed inside multi")
+            ops.append((op_type, record_type.decode(r)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -655,12 +677,12 @@ class MultiResponse(Record):
 
     def encode(self, w: Writer) -> None:
         for result in self.results:
-            MultiHeader(type=result.type, done=False, err=result.err).encode(w)
+            _write_multi_header(w, result.type, False, result.err)
             if result.type == -1:
                 ErrorResponse(err=result.err).encode(w)
             elif result.body is not None:
                 result.body.encode(w)
-        MultiHeader(type=-1, done=True, err=-1).encode(w)
+        _write_multi_header(w, -1, True, -1)
 
     @classmethod
     def decode(cls, r: Reader) -> Self:

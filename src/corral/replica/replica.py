@@ -247,6 +247,12 @@ class _LocalSession:
     timeout_ms: int
 
 
+# The common reads, answered from the tree before the chain of special requests is walked
+# (none of these is special; the chain ends with the same tree read).
+_PLAIN_TREE_READS: frozenset[int] = frozenset(
+    {OpCode.EXISTS, OpCode.GET_DATA, OpCode.GET_CHILDREN, OpCode.GET_CHILDREN2}
+)
+
 # Refused by a replica without a quorum (read-only mode), as ZooKeeper does.
 _READ_ONLY_REFUSED: frozenset[int] = (WRITE_OPS - {OpCode.CLOSE_SESSION}) | {
     OpCode.CHECK,
@@ -1398,7 +1404,11 @@ class Replica:
         request = pending.request
         identities = connection.identities
         connection_id = connection.connection_id
-        if opcode == OpCode.PING:
+        if opcode in _PLAIN_TREE_READS:
+            err, body = self.tree.read(opcode, request, identities, connection.session_id)
+            self._arm_read_watch(connection_id, opcode, request, err)
+            self._finish(pending, err, body)
+        elif opcode == OpCode.PING:
             self._finish(pending, ErrorCode.OK, None)
         elif opcode == OpCode.SYNC:
             assert isinstance(request, PathRecord)
