@@ -22,11 +22,12 @@ persist goes to the simulated disk and its consensus messages wait for it;
 * clients: each speaks the real wire protocol (records.py frames through
   `ClientConnection`; the replica's side decodes with `ServerConnection`) over a FIFO
   connection to one replica, with a session. Operations, up to 1-3 pipelined (chosen
-  per client), on a few register znodes: getData, setData with an expected version (compare-and-set), create,
-  delete, sync then getData; besides, ephemeral creates and closing the session. A client
-  pings when idle, gives up on a connection it has not heard from for 2/3 of its session
-  timeout (ZooKeeper's read timeout) and reconnects to a random replica with its session
-  id, password and the last zxid it saw; an expired session makes it start a new one.
+  per client), on a few register znodes: getData, setData with an expected version
+  (compare-and-set), create, delete, sync then getData; besides, ephemeral creates and
+  closing the session. A client pings when idle, gives up on a connection it has not
+  heard from for 2/3 of its session timeout (ZooKeeper's read timeout) and reconnects to
+  a random replica with its session id, password and the last zxid it saw; an expired
+  session makes it start a new one.
 
 What is checked:
 
