@@ -1051,6 +1051,9 @@ def run_replica_simulation(
         "clients": rng.randint(2, 6),
         "registers": rng.randint(1, 3),
     }
+    # Many pipelining clients on one register lose many operations to faults, and each
+    # lost write multiplies the checker's search: at most three clients per register.
+    options["registers"] = max(options["registers"], (options["clients"] + 2) // 3)
     options.update(overrides)
     config = ReplicaSimConfig(
         seed=seed,
