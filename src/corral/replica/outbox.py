@@ -4,7 +4,9 @@ Rules: an Outbox is plain data. The driver executes one Outbox completely before
 next, in the order the replica produced them, and within one Outbox:
 
     0. send_now payloads that wait for nothing unpersisted (writes a follower forwards,
-                their rejections, session touches): send at once, before step 1, in
+                their rejections, session touches, and while a persist is under way
+                Raft's `take_messages()`: heartbeats, appends, heartbeat answers, read
+                index traffic of a durable term): send at once, before step 1, in
                 order — an earlier Outbox's `send` may still wait for its persist, and
                 a forward must not overtake the forwards before it
     1. persist  install `snapshot` first if any (a snapshot received from the leader:

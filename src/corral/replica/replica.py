@@ -1010,7 +1010,9 @@ class Replica:
             # A persist is under way (a slow fsync): the messages that depend on nothing
             # unpersisted — a leader's heartbeats and appends, heartbeat answers, read
             # index traffic — go now, or a slow disk would look like a dead leader.
-            self._queue_messages(self._raft.take_messages(), out)
+            for message in self._raft.take_messages():
+                payload = encode_payload(RaftPayload(message=message))
+                out.send_now.append((message.to_id, payload))
         self._notice_leader(out)
 
     def _decode(self, snapshot: Snapshot) -> DataTree:
