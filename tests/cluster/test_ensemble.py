@@ -20,7 +20,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
-from corral.cli.launch import CorralServer, free_port
+from corral.cli.launch import CorralServer, free_port, free_ports
 
 WAIT_S = 30
 IDS = (1, 2, 3)
@@ -49,7 +49,8 @@ def wait_for_leader(servers: dict[int, CorralServer], excluded: int = 0) -> int:
 
 
 def start_ensemble(extra: dict[str, str]) -> Iterator[dict[int, CorralServer]]:
-    quorum_ports = {rid: (free_port(), free_port()) for rid in IDS}
+    ports = iter(free_ports(2 * len(IDS)))
+    quorum_ports = {rid: (next(ports), next(ports)) for rid in IDS}
     members = {f"server.{rid}": f"127.0.0.1:{q}:{e}" for rid, (q, e) in quorum_ports.items()}
     servers = {
         rid: CorralServer(

@@ -19,7 +19,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from corral.cli.launch import CorralServer, free_port
+from corral.cli.launch import CorralServer, free_ports
 from tests.cluster.test_ensemble import IDS, WAIT_S, mode_of, wait_for_leader
 from tests.support.faultproxy import FaultNetwork, Mode
 
@@ -44,7 +44,8 @@ class Cluster:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    quorum_ports = {rid: (free_port(), free_port()) for rid in IDS}
+    ports = iter(free_ports(2 * len(IDS)))
+    quorum_ports = {rid: (next(ports), next(ports)) for rid in IDS}
     members = {f"server.{rid}": f"127.0.0.1:{q}:{e}" for rid, (q, e) in quorum_ports.items()}
     with FaultNetwork() as network:
         dial = {

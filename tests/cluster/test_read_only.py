@@ -18,7 +18,7 @@ from kazoo.exceptions import NotReadOnlyCallError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 
-from corral.cli.launch import ApacheZooKeeper, CorralServer, free_port
+from corral.cli.launch import ApacheZooKeeper, CorralServer, free_ports
 from tests.support.servers import require_zookeeper
 
 READ_ONLY_WAIT_S = 60  # ZooKeeper starts its read-only server after an election round
@@ -27,7 +27,8 @@ REFUSED_TIMEOUT_S = 4
 
 
 def three_members() -> dict[str, str]:
-    return {f"server.{n}": f"127.0.0.1:{free_port()}:{free_port()}" for n in (1, 2, 3)}
+    ports = iter(free_ports(6))
+    return {f"server.{n}": f"127.0.0.1:{next(ports)}:{next(ports)}" for n in (1, 2, 3)}
 
 
 def alone(product: str, *, read_only: bool) -> ApacheZooKeeper | CorralServer:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from corral.cli import launch
-from corral.cli.launch import ApacheZooKeeper, CorralServer, ServerStartError
+from corral.cli.launch import ApacheZooKeeper, CorralServer, ServerStartError, free_ports
 from tests.support import servers
 from tests.support.raw_client import RawClient
 from tests.support.servers import require_corral_server, require_zookeeper
@@ -82,3 +82,13 @@ def test_free_port_is_bindable() -> None:
     port = launch.free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    import socket
+
+    ports = free_ports(64)
+    assert len(set(ports)) == 64  # separate free_port() calls can repeat a port
+    for port in ports[:4]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from corral.cli.launch import free_port
+from corral.cli.launch import free_ports
 
 ENSEMBLE_SIZE_MAX = 9
 STOP_TIMEOUT_S = 10
@@ -40,7 +40,8 @@ def add_ensemble_parser(subparsers: argparse._SubParsersAction[argparse.Argument
 
 def write_member_configs(directory: Path, size: int, base_port: int) -> list[Path]:
     """One zoo.cfg per member (server.N lines on loopback) and its myid; their paths."""
-    peer_ports = [(free_port(), free_port()) for _ in range(size)]
+    ports = iter(free_ports(2 * size))
+    peer_ports = [(next(ports), next(ports)) for _ in range(size)]
     secret_path = directory / "ensemble.secret"
     if not secret_path.exists():
         secret_path.write_text(secrets.token_hex(16))

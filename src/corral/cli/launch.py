@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -67,6 +68,18 @@ def java_path() -> str | None:
 def zookeeper_available() -> bool:
     """True if Apache ZooKeeper (Debian's package) and java are installed."""
     return ZOOKEEPER_JAR.is_file() and java_path() is not None
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago. All are held
+    until all are chosen: separate `free_port()` calls may return the same port twice."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def free_port() -> int:
@@ -470,7 +483,8 @@ class Ensemble:
         self.product = product
         self.tick_time_ms = tick_time_ms
         self.config = {**ENSEMBLE_CONFIG_DEFAULTS, **(config or {})}
-        peer_ports = {n: (free_port(), free_port()) for n in range(1, size + 1)}
+        ports = iter(free_ports(2 * size))
+        peer_ports = {n: (next(ports), next(ports)) for n in range(1, size + 1)}
         servers = {f"server.{n}": f"127.0.0.1:{q}:{e}" for n, (q, e) in peer_ports.items()}
         self.members: dict[int, ApacheZooKeeper | CorralServer] = {}
         self._paused: set[int] = set()  # members stopped with SIGSTOP
