@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 
 from corral.sim.replicas import PlantedBug, ReplicaSimResult, run_replica_simulation
 from corral.sim.simulation import SimResult, run_simulation
@@ -27,13 +28,7 @@ def _report(result: SimResult, *, verbose: bool) -> None:
         f"snapshots {result.snapshots_installed} reads {result.reads_answered} "
         f"messages {result.messages_sent}"
     )
-    if result.violations or verbose:
-        for line in result.trace:
-            print("   ", line)
-    for violation in result.violations:
-        print(f"  VIOLATION {violation}")
-    if result.violations:
-        print(f"  {result.reproduce}")
+    _print_outcome(result.trace, result.violations, result.reproduce, verbose=verbose)
 
 
 def _report_replicas(result: ReplicaSimResult, *, verbose: bool) -> None:
@@ -46,13 +41,20 @@ def _report_replicas(result: ReplicaSimResult, *, verbose: bool) -> None:
         f"crashes {result.crashes} pauses {result.pauses} partitions {result.partitions} "
         f"leaders {result.leaders} applied {result.applied_max} | {result.linearizability}"
     )
-    if result.violations or verbose:
-        for line in result.trace:
+    _print_outcome(result.trace, result.violations, result.reproduce, verbose=verbose)
+
+
+def _print_outcome(
+    trace: Sequence[str], violations: Sequence[str], reproduce: str, *, verbose: bool
+) -> None:
+    """The last events (on a violation, or asked for), the violations, how to replay."""
+    if violations or verbose:
+        for line in trace:
             print("   ", line)
-    for violation in result.violations:
+    for violation in violations:
         print(f"  VIOLATION {violation}")
-    if result.violations:
-        print(f"  {result.reproduce}")
+    if violations:
+        print(f"  {reproduce}")
 
 
 def main(argv: list[str] | None = None) -> int:
