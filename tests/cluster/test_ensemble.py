@@ -49,7 +49,7 @@ def wait_for_leader(servers: dict[int, CorralServer], excluded: int = 0) -> int:
 
 
 def start_ensemble(extra: dict[str, str]) -> Iterator[dict[int, CorralServer]]:
-    ports = iter(free_ports(2 * len(IDS)))
+    ports = iter(free_ports(3 * len(IDS)))  # client, quorum, election: none clash
     quorum_ports = {rid: (next(ports), next(ports)) for rid in IDS}
     members = {f"server.{rid}": f"127.0.0.1:{q}:{e}" for rid, (q, e) in quorum_ports.items()}
     servers = {
@@ -58,6 +58,8 @@ def start_ensemble(extra: dict[str, str]) -> Iterator[dict[int, CorralServer]]:
         )
         for rid in IDS
     }
+    for server in servers.values():
+        server.port = next(ports)
     try:
         for server in servers.values():
             server.start()

@@ -121,7 +121,7 @@ class _ServerProcess:
 
     def __init__(self, *, tick_time_ms: int, start_timeout_ms: int) -> None:
         self.host = "127.0.0.1"
-        self.port = 0
+        self.port = 0  # chosen at the first launch unless set before it
         self.tick_time_ms = tick_time_ms
         self.start_timeout_ms = start_timeout_ms
         self._process: subprocess.Popen[bytes] | None = None
@@ -190,7 +190,7 @@ class _ServerProcess:
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"corral-{self.name}-"))
             self.data_dir.mkdir()
-            self.port = free_port()
+            self.port = self.port or free_port()  # an ensemble chose it with its peer ports
         try:
             argv, env = self._command(self._workdir)
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -483,7 +483,8 @@ class Ensemble:
         self.product = product
         self.tick_time_ms = tick_time_ms
         self.config = {**ENSEMBLE_CONFIG_DEFAULTS, **(config or {})}
-        ports = iter(free_ports(2 * size))
+        # Client, quorum and election ports chosen together, so no two of them clash.
+        ports = iter(free_ports(3 * size))
         peer_ports = {n: (next(ports), next(ports)) for n in range(1, size + 1)}
         servers = {f"server.{n}": f"127.0.0.1:{q}:{e}" for n, (q, e) in peer_ports.items()}
         self.members: dict[int, ApacheZooKeeper | CorralServer] = {}
@@ -506,6 +507,7 @@ class Ensemble:
                     heap_size_max_mb=zookeeper_heap_size_max_mb,
                     start_timeout_ms=start_timeout_ms,
                 )
+            self.members[n].port = next(ports)
 
     def start(self, *, healthy_timeout_ms: int = HEALTHY_TIMEOUT_MS) -> Self:
         """Start every member, then wait until one leads and all serve."""
