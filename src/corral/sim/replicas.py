@@ -822,7 +822,6 @@ class ReplicaSimulation:
         roll = rng.random()
         xid = client.next_xid
         client.next_xid += 2
-        history = self.recorder
         if roll < 0.01:
             if client.operations:
                 return  # closes only with nothing in flight
@@ -843,21 +842,11 @@ class ReplicaSimulation:
             return
         self.result.operations += 1
         if roll < 0.30:
-            history_id = history.call(
-                client_id=client.history_id,
-                path=path,
-                kind=lin.OpKind.READ,
-                now_ms=self.now_ms,
-                may_be_stale=True,
-            )
-            client.operations.append(
-                _Operation(history_id=history_id, kind=lin.OpKind.READ, path=path, xids=[xid])
-            )
             request = GetDataRequest(path=path, watch=False)
-            self._client_send(client, client.codec.send_request(xid, OpCode.GET_DATA, request))
+            self._call(client, xid, OpCode.GET_DATA, request, lin.OpKind.READ, may_be_stale=True)
         elif roll < 0.50:
             unsynced = self.config.planted_bug is PlantedBug.UNSYNCED_READS
-            history_id = history.call(
+            history_id = self.recorder.call(
                 client_id=client.history_id, path=path, kind=lin.OpKind.READ, now_ms=self.now_ms
             )
             xids = [xid + 1] if unsynced else [xid, xid + 1]
@@ -872,49 +861,55 @@ class ReplicaSimulation:
         elif roll < 0.80:
             value = self._value(client)
             expected = client.versions.get(path, 0) if rng.random() < 0.95 else ANY_VERSION
-            history_id = history.call(
-                client_id=client.history_id,
-                path=path,
-                kind=lin.OpKind.WRITE,
-                now_ms=self.now_ms,
+            set_data = SetDataRequest(path=path, data=value, version=expected)
+            self._call(
+                client,
+                xid,
+                OpCode.SET_DATA,
+                set_data,
+                lin.OpKind.WRITE,
                 value=value,
                 expected_version=expected,
             )
-            client.operations.append(
-                _Operation(history_id=history_id, kind=lin.OpKind.WRITE, path=path, xids=[xid])
-            )
-            set_data = SetDataRequest(path=path, data=value, version=expected)
-            self._client_send(client, client.codec.send_request(xid, OpCode.SET_DATA, set_data))
         elif roll < 0.92:
             value = self._value(client)
-            history_id = history.call(
-                client_id=client.history_id,
-                path=path,
-                kind=lin.OpKind.CREATE,
-                now_ms=self.now_ms,
-                value=value,
-            )
-            client.operations.append(
-                _Operation(history_id=history_id, kind=lin.OpKind.CREATE, path=path, xids=[xid])
-            )
             create = CreateRequest(
                 path=path, data=value, acl=OPEN_ACL_UNSAFE, flags=CreateMode.PERSISTENT
             )
-            self._client_send(client, client.codec.send_request(xid, OpCode.CREATE, create))
+            self._call(client, xid, OpCode.CREATE, create, lin.OpKind.CREATE, value=value)
         else:
             expected = client.versions.get(path, 0) if rng.random() < 0.9 else ANY_VERSION
-            history_id = history.call(
-                client_id=client.history_id,
-                path=path,
-                kind=lin.OpKind.DELETE,
-                now_ms=self.now_ms,
-                expected_version=expected,
-            )
-            client.operations.append(
-                _Operation(history_id=history_id, kind=lin.OpKind.DELETE, path=path, xids=[xid])
-            )
             delete = DeleteRequest(path=path, version=expected)
-            self._client_send(client, client.codec.send_request(xid, OpCode.DELETE, delete))
+            self._call(
+                client, xid, OpCode.DELETE, delete, lin.OpKind.DELETE, expected_version=expected
+            )
+
+    def _call(
+        self,
+        client: _Client,
+        xid: int,
+        opcode: OpCode,
+        request: GetDataRequest | SetDataRequest | CreateRequest | DeleteRequest,
+        kind: lin.OpKind,
+        *,
+        value: bytes = b"",
+        expected_version: int = ANY_VERSION,
+        may_be_stale: bool = False,
+    ) -> None:
+        """Record the call of a one-request operation on a register, and send it."""
+        history_id = self.recorder.call(
+            client_id=client.history_id,
+            path=request.path,
+            kind=kind,
+            now_ms=self.now_ms,
+            value=value,
+            expected_version=expected_version,
+            may_be_stale=may_be_stale,
+        )
+        client.operations.append(
+            _Operation(history_id=history_id, kind=kind, path=request.path, xids=[xid])
+        )
+        self._client_send(client, client.codec.send_request(xid, opcode, request))
 
     def _value(self, client: _Client) -> bytes:
         client.values_written += 1
