@@ -275,3 +275,32 @@ def test_messages_from_non_members_are_dropped() -> None:
     assert not raft.has_ready()
     with pytest.raises(AssertionError):
         raft.step(Message(kind=MessageKind.APPEND, from_id=7, to_id=2, term=1))
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_invariant_checks_run_only_when_asked(
+    checked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    original = Raft._check_invariants
+
+    def counting(self: Raft) -> None:
+        calls.append(1)
+        original(self)
+
+    monkeypatch.setattr(Raft, "_check_invariants", counting)
+    storage = MemoryLogStorage()
+    raft = Raft(
+        replica_id=1,
+        voters=(1,),
+        storage=storage,
+        rng=random.Random(0),
+        check_invariants=checked,
+    )
+    raft.campaign()
+    applied: list[Entry] = []
+    _drain(raft, storage, applied)
+    assert raft.propose(b"x") is not None
+    _drain(raft, storage, applied)
+    assert [e.data for e in applied if e.kind == EntryKind.NORMAL] == [b"x"]
+    assert bool(calls) == checked

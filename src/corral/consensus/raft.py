@@ -267,9 +267,14 @@ class Raft:
         append_entries_max: int = APPEND_ENTRIES_MAX,
         inflight_appends_max: int = INFLIGHT_APPENDS_PER_PEER_MAX,
         snapshot_stall_ticks: int = 0,
+        check_invariants: bool = True,
     ) -> None:
         """Load term, vote, commit index and snapshot from `storage`; start as a follower
         (or learner).
+
+        `check_invariants`: assert the state's invariants after every input (the tests
+        and the simulation do; a production server turns it off: the checks are
+        assert-only, and cost several percent of a write's CPU).
 
         `snapshot_stall_ticks`: how long a snapshot transfer may go without progress
         before the leader starts it again (0: two election timeouts; the replica passes
@@ -304,6 +309,7 @@ class Raft:
         if snapshot_stall_ticks < 0:
             raise ValueError(f"snapshot_stall_ticks {snapshot_stall_ticks}")
         self._snapshot_stall_ticks = snapshot_stall_ticks or 2 * election_ticks
+        self._checked = check_invariants
         self._append_entries_max = append_entries_max
         self._inflight_appends_max = inflight_appends_max
 
@@ -382,7 +388,8 @@ class Raft:
         self._heartbeat_elapsed_ticks = 0
         self._randomized_election_ticks = self._new_election_timeout()
         self._reload_membership()  # the last MEMBERSHIP entry in the log wins
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     # -- properties -----------------------------------------------------------------------
 
@@ -481,14 +488,16 @@ class Raft:
                 self._pre_campaign()
         else:
             self._election_elapsed_ticks += 1
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     def campaign(self) -> None:
         """Start an election now (after a pre-vote round); leaders and learners ignore it."""
         if self._role in (Role.LEADER, Role.LEARNER):
             return
         self._pre_campaign()
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     def leader_unreachable(self, peer_id: int) -> None:
         """The driver's link from `peer_id` is gone; if that is our leader, seek an
@@ -501,7 +510,8 @@ class Raft:
         self._leader_id = 0
         self._election_elapsed_ticks = 0
         self._randomized_election_ticks = 1 + others.index(self._replica_id)
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     def step(self, message: Message) -> None:
         """Feed one message from a peer."""
@@ -514,7 +524,8 @@ class Raft:
             return  # a broken peer: treated as a lost message
         if self._step_term(message):
             self._step_kind(message)
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     def propose(self, data: bytes) -> int | None:
         """Append a NORMAL entry; its index, or None when not leader (the caller answers)."""
@@ -523,7 +534,8 @@ class Raft:
         index = self._append(EntryKind.NORMAL, data)
         # Sent at the next ready(): the proposals made until then travel in one APPEND.
         self._append_pending = True
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
         return index
 
     def propose_membership(self, voters: tuple[int, ...], learners: tuple[int, ...]) -> int | None:
@@ -545,7 +557,8 @@ class Raft:
         assert len(changed) <= 1, ("one voter at a time", self._voters, voters)
         index = self._append(EntryKind.MEMBERSHIP, encode_membership(voters, learners))
         self._append_pending = True
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
         return index
 
     def transfer_leadership(self, peer_id: int) -> bool:
@@ -560,7 +573,8 @@ class Raft:
             self._send(MessageKind.TIMEOUT_NOW, peer_id)
         else:
             self._send_append(peer_id)
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
         return True
 
     def read_index(self, request_id: int) -> bool:
@@ -591,7 +605,8 @@ class Raft:
             )
         else:
             return False
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
         return True
 
     def compact(self, index: int, snapshot: SnapshotMeta) -> None:
@@ -611,7 +626,8 @@ class Raft:
             self._base_membership = self._membership_at(index)
             self._base_term = self.term_at(index)
             self._base_index = index
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     # -- output ---------------------------------------------------------------------------
 
@@ -631,7 +647,7 @@ class Raft:
             return False
         return (
             bool(self._unstable)
-            or self.hard_state != self._handed_hard_state
+            or self._hard_state_changed()
             or bool(self._messages)
             or bool(self._messages_free)
             or bool(self._snapshot_sends)
@@ -717,7 +733,8 @@ class Raft:
             self._tally_votes()
         if self._role == Role.LEADER and self._maybe_commit():
             self._broadcast_append()
-        self._check_invariants()
+        if self._checked:
+            self._check_invariants()
 
     # -- elections ------------------------------------------------------------------------
 
@@ -1351,8 +1368,9 @@ class Raft:
 
     def _append(self, kind: EntryKind, data: bytes) -> int:
         assert self._role == Role.LEADER, self._role
-        index = self.last_index + 1
-        assert self.term_at(index - 1) <= self._term, (index, self._term)
+        index = self._stable_last + len(self._unstable) + 1
+        if self._checked:
+            assert self.term_at(index - 1) <= self._term, (index, self._term)
         self._unstable.append(Entry(term=self._term, index=index, kind=kind, data=data))
         if kind == EntryKind.MEMBERSHIP:
             self._reload_membership()
@@ -1429,6 +1447,14 @@ class Raft:
         self._stable_last += count
         del self._unstable[:count]
         assert self._storage.term(self._stable_last) == entries[count - 1].term
+
+    def _hard_state_changed(self) -> bool:
+        """`self.hard_state != self._handed_hard_state`, without building a HardState
+        (asked once per client request)."""
+        handed = self._handed_hard_state
+        return (
+            self._commit != handed.commit or self._term != handed.term or self._vote != handed.vote
+        )
 
     def _applicable_last(self) -> int:
         """Committed entries that are also durable here may be handed out to apply."""

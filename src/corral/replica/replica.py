@@ -38,7 +38,7 @@ import enum
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from corral import limits
@@ -234,7 +234,7 @@ class _Pending:
     request: Record | None
     received_ms: int
     phase: _Phase
-    frames: list[bytes] = field(default_factory=list)
+    frame: bytes = b""  # the answer, once DONE (every request has exactly one)
     close_after: bool = False
     txn: Txn | None = None  # a HELD write's txn
 
@@ -315,12 +315,14 @@ class ServerStats:
     min_response_size: int = 0
     max_response_size: int = 0
 
+    # Compares, not min()/max(): these run once per reply.
     def record_latency(self, latency_ms: int) -> None:
         if self.latency_count == 0:
             self.latency_min_ms = self.latency_max_ms = latency_ms
-        else:
-            self.latency_min_ms = min(self.latency_min_ms, latency_ms)
-            self.latency_max_ms = max(self.latency_max_ms, latency_ms)
+        elif latency_ms < self.latency_min_ms:
+            self.latency_min_ms = latency_ms
+        elif latency_ms > self.latency_max_ms:
+            self.latency_max_ms = latency_ms
         self.latency_total_ms += latency_ms
         self.latency_count += 1
 
@@ -329,7 +331,8 @@ class ServerStats:
         self.last_response_size = size
         if self.min_response_size == 0 or size < self.min_response_size:
             self.min_response_size = size
-        self.max_response_size = max(self.max_response_size, size)
+        if size > self.max_response_size:
+            self.max_response_size = size
 
     def reset(self) -> None:
         for name in self.__slots__:  # type: ignore[attr-defined]
@@ -349,7 +352,10 @@ class Replica:
         rng_seed: int,
         now_ms: int,
         wall_ms: int,
+        check_invariants: bool = True,
     ) -> None:
+        """`check_invariants`: whether Raft asserts its invariants after every input (tests
+        and the simulation; the server turns it off, see `Raft`)."""
         self.config = config
         self._is_ensemble = config.is_ensemble  # asked per write; the config never changes
         self.tree = tree
@@ -368,6 +374,7 @@ class Replica:
             storage=storage,
             rng=random.Random(rng_seed),
             applied=tree.last_zxid,
+            check_invariants=check_invariants,
         )
         if config.voter_ids == (config.replica_id,):
             self._raft.campaign()  # a cluster of one need not wait for an election timeout
@@ -632,16 +639,38 @@ class Replica:
         out.reply.append((connection.connection_id, frame))
 
     def on_request(self, connection_id: int, event: Request, now_ms: int, wall_ms: int) -> Outbox:
+        return self.on_requests(connection_id, (event,), now_ms, wall_ms)
+
+    def on_requests(
+        self, connection_id: int, events: Sequence[Request], now_ms: int, wall_ms: int
+    ) -> Outbox:
+        """Requests read together from one connection, in order: the same answers, in the
+        same order, as `on_request` for each in turn, in one Outbox. The consensus core is
+        pumped once at the end, so the writes among them reach the log in one persist."""
         out = Outbox()
         connection = self.connections.get(connection_id)
-        if connection is None or connection.closing:
+        if connection is None:
             return out
         self._now_ms, self._wall_ms = now_ms, wall_ms
+        pump = False
+        for event in events:
+            if connection.closing:
+                break
+            pump |= self._request(connection, event, now_ms, wall_ms, out)
+        if pump:
+            self._pump(out)
+        return out
+
+    def _request(
+        self, connection: ConnectionInfo, event: Request, now_ms: int, wall_ms: int, out: Outbox
+    ) -> bool:
+        """Queue one request and answer what it unblocks; False if it closed the
+        connection instead (too many pending), True if the consensus core needs a pump."""
         self.stats.packets_received += 1
         connection.packets_received += 1
         if len(connection.queue) >= limits.PENDING_REQUESTS_PER_CONNECTION_MAX:
             self._close(connection, out)
-            return out
+            return False
         session_id = connection.session_id
         if session_id and session_id not in self._closing_sessions:
             self._expiry.touch(session_id, connection.timeout_ms, now_ms)
@@ -692,8 +721,7 @@ class Replica:
             else:
                 self._propose(connection, pending, txn, out)
         self._drain(connection, out)
-        self._pump(out)
-        return out
+        return True
 
     def on_bad_request(self, connection_id: int, event: BadRequest, now_ms: int) -> Outbox:
         out = Outbox()
@@ -1208,15 +1236,13 @@ class Replica:
             connection.port,
             txn.timeout_ms,
         )
-        pending.frames.append(
-            encode_connect_response(
-                ConnectResponse(
-                    protocol_version=0,
-                    timeout_ms=txn.timeout_ms,
-                    session_id=txn.session_id,
-                    password=txn.password,
-                    read_only=False if connection.read_only_byte is not None else None,
-                )
+        pending.frame = encode_connect_response(
+            ConnectResponse(
+                protocol_version=0,
+                timeout_ms=txn.timeout_ms,
+                session_id=txn.session_id,
+                password=txn.password,
+                read_only=False if connection.read_only_byte is not None else None,
             )
         )
         pending.phase = _Phase.DONE
@@ -1314,7 +1340,7 @@ class Replica:
         if zxid is None:
             zxid = self.last_zxid
         xid = SpecialXid.PING if pending.opcode == OpCode.PING else pending.xid
-        pending.frames.append(encode_reply(xid, zxid, err, body))
+        pending.frame = encode_reply(xid, zxid, err, body)
         pending.close_after = close
         pending.phase = _Phase.DONE
 
@@ -1337,19 +1363,24 @@ class Replica:
         them being built in memory at once.
         """
         queue = connection.queue
+        connection_id = connection.connection_id
+        reply = out.reply
+        stats = self.stats
+        now_ms = self._now_ms
         produced_bytes = 0
         while queue and not connection.closing and not connection.output_paused:
             pending = queue[0]
-            if pending.phase is _Phase.HELD:
+            phase = pending.phase
+            if phase is _Phase.HELD:
                 self._propose_held(connection, out)
                 continue
-            if pending.phase is _Phase.PROPOSED:
+            if phase is _Phase.PROPOSED:
                 return
             if produced_bytes >= limits.DRAIN_OUTPUT_BYTES_MAX:
                 connection.output_paused = True
-                out.paused.append(connection.connection_id)
+                out.paused.append(connection_id)
                 return
-            if pending.phase is _Phase.DEFERRED:
+            if phase is _Phase.DEFERRED:
                 self._evaluate(connection, pending, out)
                 if _is_waiting(pending):
                     return  # a follower's sync waits for its read index
@@ -1357,23 +1388,30 @@ class Replica:
                     return  # a sync with no leader to ask closed it (and emptied the queue)
             assert pending.phase is _Phase.DONE
             queue.popleft()
-            for frame in pending.frames:
-                out.reply.append((connection.connection_id, frame))
-                connection.packets_sent += 1
-                produced_bytes += len(frame)
-                self.stats.record_response(len(frame))
-            if pending.opcode != OpCode.CREATE_SESSION:
-                latency_ms = max(0, self._now_ms - pending.received_ms)
-                self.stats.record_latency(latency_ms)
-                connection.last_opcode = pending.opcode
+            frame = pending.frame
+            reply.append((connection_id, frame))
+            connection.packets_sent += 1
+            size = len(frame)
+            produced_bytes += size
+            stats.record_response(size)
+            opcode = pending.opcode
+            if opcode != OpCode.CREATE_SESSION:
+                latency_ms = now_ms - pending.received_ms
+                if latency_ms < 0:
+                    latency_ms = 0
+                stats.record_latency(latency_ms)
+                connection.last_opcode = opcode
                 connection.last_xid = pending.xid
-                connection.last_zxid = self.last_zxid
-                connection.last_response_ms = self._now_ms
+                connection.last_zxid = self.tree.last_zxid
+                connection.last_response_ms = now_ms
                 connection.last_latency_ms = latency_ms
+                # Per-connection figures (`cons`); compares, not min()/max(): once per reply.
                 if connection.latency_count == 0:
                     connection.latency_min_ms = connection.latency_max_ms = latency_ms
-                connection.latency_min_ms = min(connection.latency_min_ms, latency_ms)
-                connection.latency_max_ms = max(connection.latency_max_ms, latency_ms)
+                elif latency_ms < connection.latency_min_ms:
+                    connection.latency_min_ms = latency_ms
+                elif latency_ms > connection.latency_max_ms:
+                    connection.latency_max_ms = latency_ms
                 connection.latency_total_ms += latency_ms
                 connection.latency_count += 1
             if pending.close_after:

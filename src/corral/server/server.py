@@ -133,6 +133,7 @@ class Server:
             rng_seed=int.from_bytes(os.urandom(8), "big"),
             now_ms=monotonic_ms(),
             wall_ms=wall_ms(),
+            check_invariants=False,
         )
         if self.config.is_ensemble:
             me = next(m for m in self.config.members if m.replica_id == self.config.my_id)
