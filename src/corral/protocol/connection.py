@@ -44,6 +44,7 @@ from corral.protocol.errors import DecodeError, LocalProtocolError, RemoteProtoc
 from corral.protocol.frames import FrameBuffer, frame
 from corral.protocol.jute import Reader, Writer
 from corral.protocol.records import (
+    FAST_REQUEST_DECODERS,
     REQUEST_RECORDS,
     RESPONSE_RECORDS,
     ConnectRequest,
@@ -53,6 +54,7 @@ from corral.protocol.records import (
     ReplyHeader,
     RequestHeader,
     WatcherEvent,
+    slot_constructor,
 )
 
 _INT = struct.Struct(">i")
@@ -109,6 +111,9 @@ class BadRequest:
 
 
 ServerEvent = FourLetterWord | Connect | Request | BadRequest | Sentinel
+
+# Request(xid, opcode, request, size, request_bytes), once per request: see slot_constructor.
+_new_request = slot_constructor(Request)
 
 
 class _ServerState(enum.Enum):
@@ -187,6 +192,14 @@ class ServerConnection:
             raise RemoteProtocolError(f"frame too short for a request header: {len(payload)} bytes")
         # The header's two ints without a RequestHeader record: once per request.
         xid, opcode = _REQUEST_HEADER.unpack_from(payload)
+        fast = FAST_REQUEST_DECODERS.get(opcode)
+        if fast is not None:
+            decoded = fast(payload, _REQUEST_HEADER_SIZE)
+            if decoded is not None:
+                request, end = decoded
+                return _new_request(
+                    xid, opcode, request, len(payload), payload[_REQUEST_HEADER_SIZE:end]
+                )
         if opcode not in REQUEST_RECORDS or opcode == OpCode.CHECK:
             # Unknown opcodes, and check outside multi (ZooKeeper 3.9.3+ behaviour). The
             # connection is closed after the reply, so nothing after it is decoded.
