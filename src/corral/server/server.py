@@ -108,6 +108,7 @@ class Server:
     _listener: asyncio.Server | None = field(init=False, default=None)
     _persist_queue: asyncio.Queue[Outbox] = field(init=False, default_factory=asyncio.Queue)
     _log_idle: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _received_at_last_persist: int = field(init=False, default=0)  # client requests
     _dirty: list[_Client] = field(init=False, default_factory=list)
     _flush_scheduled: bool = field(init=False, default=False)
     bound_port: int = field(init=False, default=0)
@@ -195,7 +196,7 @@ class Server:
         ):
             self._tasks = tasks
             log_writer = tasks.create_task(self._log_writer())
-            tasks.create_task(purge_loop(self.config, self._io, self._stopping))
+            tasks.create_task(purge_loop(self.config, self._log, self._stopping))
             if self._peers is not None:
                 tasks.create_task(self._peers.run())
                 log.info(
@@ -214,7 +215,7 @@ class Server:
             if self._peers is not None:
                 self._peers.stop()
             await self._snapshotter.stop()
-        await asyncio.get_running_loop().run_in_executor(self._io, self._log.storage.close)
+        await self._log.on_io_thread(self._log.storage.close)
         self._io.shutdown()
         log.info("corral stopped")
 
@@ -442,7 +443,11 @@ class Server:
         while True:
             out = await self._persist_queue.get()
             assert out.persist is not None
-            await self._log.persist(out.persist)
+            # Quiet: the only requests since the last batch are the writes in this one.
+            received = self.replica.stats.packets_received
+            quiet = received - self._received_at_last_persist <= len(out.persist.entries)
+            self._received_at_last_persist = received
+            await self._log.persist(out.persist, quiet=quiet)
             if out.persist.snapshot is not None:
                 self._snapshotter.note_installed(out.persist.snapshot.meta)
             self._send_to_peers(out.send)  # votes and appends only once durable

@@ -317,15 +317,20 @@ class Wal:
             entries=entries, hard_state=hard_state, must_sync=must_sync, data=b"".join(parts)
         )
 
+    def fits(self, batch: Batch) -> bool:
+        """Whether `write(batch)` only appends to the current segment (no new file)."""
+        segment = self._segment
+        return (
+            segment is not None
+            and not self._roll_requested
+            and segment.offset + len(batch.data) <= segment.capacity
+        )
+
     def write(self, batch: Batch) -> None:
         """Write (and fsync when asked and forceSync) one batch. Blocks: run it off the
         event loop. Only one write at a time."""
         segment = self._segment
-        if (
-            segment is None
-            or self._roll_requested
-            or segment.offset + len(batch.data) > segment.capacity
-        ):
+        if segment is None or not self.fits(batch):
             first = batch.entries[0].index if batch.entries else self._written_last + 1
             segment = self._roll(first, len(batch.data))
         if batch.data:
