@@ -52,6 +52,9 @@ assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX
 # getChildren answers in Java hash-set order, costly to compute for many children: the
 # tree keeps the order of the parents read since their children last changed.
 CHILDREN_ORDER_CACHE_ENTRIES_MAX = 4_096  # parents
+# ... and of those, the encoded child list of getChildren's reply (encoding a long list
+# costs more than the rest of the read), up to this many bytes in all.
+CHILDREN_REPLY_CACHE_BYTES_MAX = 16 * 1_048_576
 # Equal ACL lists share one tuple in the tree (ZooKeeper keeps an ACL cache too).
 ACL_LISTS_SHARED_MAX = 65_536  # distinct lists kept for sharing; more are stored as given
 

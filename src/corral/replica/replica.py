@@ -1445,7 +1445,7 @@ class Replica:
         identities = connection.identities
         connection_id = connection.connection_id
         if opcode in _PLAIN_TREE_READS:
-            err, body = self.tree.read(opcode, request, identities, connection.session_id)
+            err, body = self.tree.read_wire(opcode, request, identities, connection.session_id)
             self._arm_read_watch(connection_id, opcode, request, err)
             self._finish(pending, err, body)
         elif opcode == OpCode.PING:

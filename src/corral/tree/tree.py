@@ -20,6 +20,7 @@ Rules (server-semantics §1-§14; ZooKeeper 3.9 where 3.8 and 3.9 differ):
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -27,6 +28,7 @@ from types import MappingProxyType
 from corral.limits import (
     ACL_LISTS_SHARED_MAX,
     CHILDREN_ORDER_CACHE_ENTRIES_MAX,
+    CHILDREN_REPLY_CACHE_BYTES_MAX,
     SEQUENCE_DIGITS,
     TTL_MAX_MS,
     TTL_MIN_MS,
@@ -41,6 +43,7 @@ from corral.protocol.constants import (
     OpCode,
     Perm,
 )
+from corral.protocol.jute import Writer
 from corral.protocol.paths import is_valid_path
 from corral.protocol.records import (
     ACL,
@@ -92,6 +95,8 @@ CONFIG_PATH = "/zookeeper/config"
 # Nobody, not even super, may delete these (§6.2 delete, §13).
 PROTECTED_PATHS = frozenset({ROOT_PATH, ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH})
 
+_INT32 = struct.Struct(">i")
+_NULL_DATA = _INT32.pack(-1)  # a null buffer on the wire
 _CREATE_OPS = frozenset({OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL})
 _VALID_FLAGS = frozenset(mode.value for mode in CreateMode)
 _CHILDREN_CAPACITY = 8  # ZooKeeper's DataNode makes its child set with new HashSet<>(8)
@@ -135,6 +140,27 @@ class _Context:
 
 
 _Outcome = tuple[ErrorCode, Record | None]
+
+
+class WireBody(Record):
+    """A reply body already in wire form, from `DataTree.read_wire`: the hot reads build
+    their bytes directly instead of a Stat and a response record per reply, and
+    getChildren's list is encoded once per change of the children instead of once per
+    read. Only the reply encoder sees it (`to_bytes`/`encode`); it compares by identity."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def encode(self, w: Writer) -> None:
+        w.raw(self.payload)
+
+    def to_bytes(self) -> bytes:
+        return self.payload
+
+    def __repr__(self) -> str:
+        return f"WireBody({self.payload!r})"
 
 
 def _parent_of(path: str) -> str:
@@ -184,6 +210,10 @@ class DataTree:
         # changed (computing it sorts and hashes every child name). Every change to a
         # `children` set drops its parent's entry; the oldest entry goes when full.
         self._children_order: dict[str, tuple[str, ...]] = {}
+        # getChildren's encoded list, for some of those parents (CHILDREN_REPLY_CACHE_*);
+        # dropped with the parent's order.
+        self._children_wire: dict[str, bytes] = {}
+        self._children_wire_bytes = 0
         # Equal ACL lists share one tuple: most znodes carry one of a few lists, and a
         # list of its own (decoded from the request) costs a znode ~250 bytes. Lists are
         # never dropped; past ACL_LISTS_SHARED_MAX distinct ones, new lists are not kept.
@@ -379,6 +409,11 @@ class DataTree:
         assert len(self._children_order) <= CHILDREN_ORDER_CACHE_ENTRIES_MAX
         for path, order in self._children_order.items():
             assert order == self._compute_children_order(path, self._nodes[path]), path
+        assert self._children_wire.keys() <= self._children_order.keys()
+        for path, wire in self._children_wire.items():
+            assert wire == GetChildrenResponse(children=self._children_order[path]).to_bytes()
+        assert self._children_wire_bytes == sum(map(len, self._children_wire.values()))
+        assert self._children_wire_bytes <= CHILDREN_REPLY_CACHE_BYTES_MAX
 
     # ------------------------------------------------------------------ indexes
 
@@ -404,9 +439,28 @@ class DataTree:
             return cached
         order = self._compute_children_order(path, znode)
         if len(self._children_order) >= CHILDREN_ORDER_CACHE_ENTRIES_MAX:
-            del self._children_order[next(iter(self._children_order))]
+            self._children_changed(next(iter(self._children_order)))
         self._children_order[path] = order
         return order
+
+    def _children_changed(self, path: str) -> None:
+        """Forget what is cached about the children of `path` (they changed)."""
+        self._children_order.pop(path, None)
+        wire = self._children_wire.pop(path, None)
+        if wire is not None:
+            self._children_wire_bytes -= len(wire)
+
+    def _children_reply(self, path: str, znode: Znode) -> bytes:
+        """getChildren's body on the wire (cached while the children stay the same)."""
+        wire = self._children_wire.get(path)
+        if wire is not None:
+            return wire
+        wire = GetChildrenResponse(children=self.children_in_order(path, znode)).to_bytes()
+        size = len(wire)
+        if self._children_wire_bytes + size <= CHILDREN_REPLY_CACHE_BYTES_MAX:
+            self._children_wire[path] = wire
+            self._children_wire_bytes += size
+        return wire
 
     def _compute_children_order(self, path: str, znode: Znode) -> tuple[str, ...]:
         prefix = "/" if path == ROOT_PATH else path + "/"
@@ -463,7 +517,7 @@ class DataTree:
         self._nodes[path] = znode
         self._index_add(path, znode)
         parent.add_child(name)
-        self._children_order.pop(parent_path, None)
+        self._children_changed(parent_path)
         parent.children_peak = max(old_children_peak, len(parent.children))
         parent.cversion = int32_increment(parent.cversion)
         parent.pzxid = ctx.zxid
@@ -485,8 +539,8 @@ class DataTree:
         self._index_remove(path, znode)
         parent_path = _parent_of(path)
         self._nodes[parent_path].remove_child(path[path.rfind("/") + 1 :])
-        self._children_order.pop(parent_path, None)
-        self._children_order.pop(path, None)
+        self._children_changed(parent_path)
+        self._children_changed(path)
         return znode
 
     def _detach(self, path: str, ctx: _Context) -> Znode:
@@ -499,7 +553,7 @@ class DataTree:
             self._nodes[path] = znode
             self._index_add(path, znode)
             parent.add_child(path[path.rfind("/") + 1 :])
-            self._children_order.pop(_parent_of(path), None)
+            self._children_changed(_parent_of(path))
             parent.pzxid = old_pzxid
 
         self._record_undo(undo)
@@ -941,6 +995,36 @@ class DataTree:
                 total_number=self._descendant_count(path or ROOT_PATH, znode)
             )
         raise AssertionError(f"not a read op: {opcode}")
+
+    def read_wire(
+        self,
+        opcode: int,
+        request: Record | None,
+        identities: tuple[Id, ...],
+        session_id: int,
+    ) -> tuple[ErrorCode, Record | None]:
+        """`read` for exists, getData, getChildren and getChildren2 with the body as a
+        `WireBody`: the bytes `read`'s body encodes to (tests/tree/test_read_wire.py). A
+        path that names no znode (including "") or a znode the caller may not read goes
+        through `read` itself."""
+        assert isinstance(request, ExistsRequest | GetDataRequest | GetChildrenRequest), request
+        path = request.path
+        znode = self._nodes.get(path)
+        if znode is None or not check_acl(znode.acl, Perm.READ, identities, skip_acl=self.skip_acl):
+            return self.read(opcode, request, identities, session_id)
+        if opcode == OpCode.GET_DATA:
+            data = znode.data
+            if data is None:
+                return ErrorCode.OK, WireBody(_NULL_DATA + znode.stat_bytes())
+            return ErrorCode.OK, WireBody(
+                b"".join((_INT32.pack(len(data)), data, znode.stat_bytes()))
+            )
+        if opcode == OpCode.EXISTS:
+            return ErrorCode.OK, WireBody(znode.stat_bytes())
+        if opcode == OpCode.GET_CHILDREN:
+            return ErrorCode.OK, WireBody(self._children_reply(path, znode))
+        assert opcode == OpCode.GET_CHILDREN2, opcode
+        return ErrorCode.OK, WireBody(self._children_reply(path, znode) + znode.stat_bytes())
 
     def _descendant_count(self, path: str, znode: Znode) -> int:
         if path == ROOT_PATH:

@@ -15,6 +15,9 @@ Rules (server-semantics §1, §3, §12.1):
 
 from __future__ import annotations
 
+import struct
+
+from corral.protocol.errors import LocalProtocolError
 from corral.protocol.records import ACL, Stat
 
 CONTAINER_OWNER = -(2**63)  # 0x8000000000000000 as a signed long
@@ -22,6 +25,7 @@ TTL_OWNER_BASE = -(2**56)  # 0xFF00000000000000 as a signed long
 TTL_OWNER_MASK = 0xFF_FFFF_FFFF  # the low 40 bits hold the TTL in ms
 _TTL_OWNER_HIGH_MASK = ~TTL_OWNER_MASK  # top 24 bits: 0xFF0000
 NO_CHILDREN: frozenset[str] = frozenset()
+_STAT_WIRE = struct.Struct(">qqqqiiiqiiq")  # a Stat on the wire (records.Stat.encode)
 
 
 def int32(value: int) -> int:
@@ -162,6 +166,28 @@ class Znode:
             num_children=len(self.children),
             pzxid=self.pzxid,
         )
+
+    def stat_bytes(self) -> bytes:
+        """`self.stat().to_bytes()`, without building the Stat record: every read reply
+        carries one, and a frozen record of 11 fields costs more than packing them."""
+        owner = self.ephemeral_owner
+        child_count = len(self.children)
+        try:
+            return _STAT_WIRE.pack(
+                self.czxid,
+                self.mzxid,
+                self.ctime_ms,
+                self.mtime_ms,
+                self.version,
+                int32(2 * self.cversion - child_count),
+                self.aversion,
+                owner if owner and self.is_ephemeral else 0,
+                0 if self.data is None else len(self.data),
+                child_count,
+                self.pzxid,
+            )
+        except struct.error as e:
+            raise LocalProtocolError(f"stat field out of range: {self.stat()}") from e
 
     def __repr__(self) -> str:
         return f"Znode({self.stat()}, children={sorted(self.children)})"
