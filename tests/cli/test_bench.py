@@ -22,6 +22,7 @@ from corral.cli import bench_failover, bench_load
 from corral.cli.bench import (
     _split,
     add_bench_parser,
+    median_run,
     new_runner,
     settings_from_args,
 )
@@ -282,15 +283,41 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def test_median_run_reports_the_middle_run_by_throughput_and_the_range() -> None:
+    runs = [_result("corral", ops, 1.0) for ops in (3_000.0, 1_000.0, 2_000.0, 4_000.0)]
+    median = median_run(runs)
+    assert median.ops_per_s == 2_000.0  # the lower middle of four
+    assert median.extra == {"runs": 4.0, "ops_per_s_min": 1_000.0, "ops_per_s_max": 4_000.0}
+    assert median_run(runs[:3]).ops_per_s == 2_000.0
+    assert median_run(runs[:1]) is runs[0]  # one run: reported as it is
+    failed = replace(runs[3], failure="server died")
+    assert median_run([*runs[:3], failed]) is failed  # a failure always shows
+    text = render_text([median_run(runs[:3]), _result("zookeeper", 1_000.0, 1.0)], ["corral"])
+    assert "median of runs 3, ops/s min 1,000, max 3,000" in text
+
+
+def test_run_figures_are_not_divided_in_the_ratio_row() -> None:
+    zookeeper = median_run([_result("zookeeper", ops, 4.0) for ops in (1_000.0, 1_500.0)])
+    corral = median_run([_result("corral", ops, 2.0) for ops in (2_000.0, 2_500.0)])
+    text = render_text([zookeeper, corral], ["zookeeper", "corral"])
+    ratio_line = next(line for line in text.splitlines() if "corral/zookeeper" in line)
+    assert "2.00x" in ratio_line and "runs" not in ratio_line and "min" not in ratio_line
+    (row,) = ratios([zookeeper, corral], ["zookeeper", "corral"])
+    assert row["ops_per_s"] == 2.0
+    assert not {"runs", "ops_per_s_min", "ops_per_s_max"} & row.keys()
+
+
 def test_arguments_and_settings() -> None:
     args = _parse(["bench", "--server", "127.0.0.1:2181", "--quick", "--workloads", "get,set"])
     settings = settings_from_args(args)
     assert settings.workloads == ("get", "set")
     assert settings.quick
     assert args.server == ("127.0.0.1", 2181)
-    full = settings_from_args(_parse(["bench", "--compare"]))
+    assert settings.repeat == 1
+    full = settings_from_args(_parse(["bench", "--compare", "--repeat", "3"]))
     assert full.znodes == 1_000_000
     assert full.workloads == tuple(bench_load.WORKLOADS)
+    assert full.repeat == 3
 
 
 @pytest.mark.parametrize(
@@ -300,6 +327,7 @@ def test_arguments_and_settings() -> None:
         ["bench", "--server", "nowhere"],
         ["bench", "--compare", "--workloads", "get,teleport"],
         ["bench", "--compare", "--connections", "0"],
+        ["bench", "--compare", "--repeat", "0"],
     ],
 )
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
@@ -548,12 +576,31 @@ def test_compare_runs_both_servers_alternately_and_stops_them(
             "100",
             "--warmup-s",
             "0",
+            "--repeat",
+            "2",
             "--json",
             str(report_path),
         ]
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    # Each workload runs twice on each server, each round starting on the other server.
+    runs = [
+        line.split(":")[1].strip()
+        for line in captured.err.splitlines()
+        if line.startswith("bench: ") and " ops in " in line and "warm-up" not in line
+    ]
+    assert runs == [
+        "get on zookeeper (run 1/2)",
+        "get on zookeeper-b (run 1/2)",
+        "get on zookeeper-b (run 2/2)",
+        "get on zookeeper (run 2/2)",
+        "set on zookeeper-b (run 1/2)",
+        "set on zookeeper (run 1/2)",
+        "set on zookeeper (run 2/2)",
+        "set on zookeeper-b (run 2/2)",
+    ]
+    assert captured.out.count("median of runs 2") == 4
     report = json.loads(report_path.read_text())
     targets = report["targets"]
     assert [t["name"] for t in targets] == ["zookeeper", "zookeeper-b"]

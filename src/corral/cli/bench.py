@@ -105,6 +105,7 @@ class Settings:
     warmup_s: float  # unmeasured 90/10 mix on each server before the first workload
     seed: int
     quick: bool
+    repeat: int = 1  # runs of each workload on each target; the median run is reported
 
 
 FULL = Settings(
@@ -220,6 +221,13 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         help="unmeasured load on each server before the first workload (0: none)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        metavar="N",
+        help="run each workload N times on each server (alternately) and report the "
+        "median run by ops/s (memory runs once)",
+    )
     parser.add_argument("--seed", type=int, help="seed of latency sampling")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", type=Path, metavar="FILE", help="write an HTML chart")
@@ -246,6 +254,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         znodes=args.znodes or base.znodes,
         seed=base.seed if args.seed is None else args.seed,
         warmup_s=base.warmup_s if args.warmup_s is None else args.warmup_s,
+        repeat=args.repeat or base.repeat,
     )
     if settings.connections > CONNECTIONS_MAX or settings.watchers > CONNECTIONS_MAX:
         raise ValueError(f"at most {CONNECTIONS_MAX} connections or watchers")
@@ -583,6 +592,24 @@ def run_workload(
     return result
 
 
+def median_run(runs: list[WorkloadResult]) -> WorkloadResult:
+    """The run to report out of several of one workload on one target: the median by
+    ops/s (the lower of the two middle ones for an even count), its notes giving the
+    count and the range. A failed run is reported instead, so a failure always shows."""
+    failed = [run for run in runs if run.failure is not None]
+    if failed:
+        return failed[0]
+    if len(runs) == 1:
+        return runs[0]
+    ranked = sorted(runs, key=lambda run: run.ops_per_s)
+    median = ranked[(len(ranked) - 1) // 2]
+    extra = dict(median.extra)
+    extra["runs"] = float(len(runs))
+    extra["ops_per_s_min"] = ranked[0].ops_per_s
+    extra["ops_per_s_max"] = ranked[-1].ops_per_s
+    return replace(median, extra=extra)
+
+
 def _jvm_live_heap_bytes(pid: int | None) -> int | None:
     """The live heap of a JVM (after a full GC, via jcmd), or None if `pid` is not a
     java process or jcmd is missing. A JVM's RSS mostly tracks how far its heap grew
@@ -781,9 +808,20 @@ def run_bench(args: argparse.Namespace) -> int:
                         runner, target, "mix", warmup, stream, f"warm-up of {target.info.name}"
                     )
             for index, workload in enumerate(settings.workloads):
+                # The memory workload leaves its znodes in place: one run only.
+                rounds = 1 if WORKLOADS[workload].shape is Shape.MEMORY else settings.repeat
+                runs: dict[str, list[WorkloadResult]] = {t.info.name: [] for t in targets}
+                for round_index in range(rounds):
+                    # Each round starts on the other server, so neither always goes first.
+                    first = (index + round_index) % 2 == 0
+                    for target in targets if first else list(reversed(targets)):
+                        label = f"{workload} on {target.info.name}"
+                        if rounds > 1:
+                            label += f" (run {round_index + 1}/{rounds})"
+                        result = run_workload(runner, target, workload, settings, stream, label)
+                        runs[target.info.name].append(result)
                 order = targets if index % 2 == 0 else list(reversed(targets))
-                for target in order:
-                    results.append(run_workload(runner, target, workload, settings, stream))
+                results.extend(median_run(runs[target.info.name]) for target in order)
             for target in targets:
                 if target.stop is not None:
                     continue  # ours: discarded with its data directory

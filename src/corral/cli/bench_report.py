@@ -72,7 +72,12 @@ EXTRA_LABELS: dict[str, str] = {
     "heap_bytes_per_znode": "heap B/znode",
     "throughput_mb_per_s": "MB/s",
     "watchers": "watchers",
+    "runs": "median of runs",
+    "ops_per_s_min": "ops/s min",
+    "ops_per_s_max": "max",
 }
+# Figures of a run, not of the server: never divided in the ratio row.
+_NOT_RATIOS = frozenset({"watchers", "runs", "ops_per_s_min", "ops_per_s_max"})
 
 TABLE_HEADER = [
     "workload",
@@ -141,7 +146,7 @@ def _ratio_row(second: WorkloadResult, first: WorkloadResult) -> list[str]:
     notes = [
         f"{label} {format_ratio(second.extra[key], first.extra[key])}"
         for key, label in EXTRA_LABELS.items()
-        if key in second.extra and key in first.extra and key != "watchers"
+        if key in second.extra and key in first.extra and key not in _NOT_RATIOS
     ]
     return [
         "",
@@ -210,7 +215,7 @@ def ratios(results: list[WorkloadResult], targets: list[str]) -> list[dict[str, 
         }
         for key in ("p50_ms", "p99_ms", "p999_ms", "mean_ms", "max_ms"):
             row[key] = ratio(_latency(second, key), _latency(first, key))
-        for key in first.extra.keys() & second.extra.keys():
+        for key in (first.extra.keys() & second.extra.keys()) - _NOT_RATIOS:
             row[key] = ratio(second.extra[key], first.extra[key])
         rows.append(row)
     return rows
