@@ -90,6 +90,11 @@ CONNECT_TIMEOUT_S = 10.0  # TCP connect plus handshake
 CALL_TIMEOUT_S = 60.0  # one setup request (a 1,000,000-child listing is slow)
 CLOSE_TIMEOUT_S = 10.0
 CONNECT_CONCURRENCY_MAX = 64  # handshakes in progress at once when opening many connections
+# Replies whose body no workload reads: the client checks their header only, so that
+# decoding them (getChildren's hundred names) does not make the client the bottleneck.
+UNREAD_BODIES = frozenset(
+    {OpCode.EXISTS, OpCode.GET_DATA, OpCode.GET_CHILDREN, OpCode.GET_CHILDREN2, OpCode.SET_DATA}
+)
 ADMIN_WINDOW = 256  # setup requests in flight on the admin connection
 XID_MAX = 0x7FFF_FFFF
 
@@ -381,9 +386,11 @@ class BenchConnection(asyncio.Protocol):
     `on_reply`; by default it resolves the Future passed as the request's tag (`call`).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, skip_bodies: frozenset[int] = frozenset()
+    ) -> None:
         self._loop = loop
-        self._codec = ClientConnection()
+        self._codec = ClientConnection(skip_bodies=skip_bodies)
         self._transport: asyncio.Transport | None = None
         self._xid = 0
         self._in_flight: deque[tuple[int, int, object]] = deque()  # (xid, sent_ns, tag)
@@ -398,13 +405,20 @@ class BenchConnection(asyncio.Protocol):
 
     @classmethod
     async def open(
-        cls, host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S
+        cls,
+        host: str,
+        port: int,
+        timeout_s: float = CONNECT_TIMEOUT_S,
+        *,
+        skip_bodies: frozenset[int] = frozenset(),
     ) -> BenchConnection:
         loop = asyncio.get_running_loop()
         connection: BenchConnection | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                _, connection = await loop.create_connection(lambda: cls(loop), host, port)
+                _, connection = await loop.create_connection(
+                    lambda: cls(loop, skip_bodies), host, port
+                )
                 request = ConnectRequest(
                     protocol_version=0,
                     last_zxid_seen=0,
@@ -561,13 +575,15 @@ class BenchConnection(asyncio.Protocol):
         self.abort()
 
 
-async def open_many(host: str, port: int, count: int) -> list[BenchConnection]:
+async def open_many(
+    host: str, port: int, count: int, *, skip_bodies: frozenset[int] = frozenset()
+) -> list[BenchConnection]:
     """`count` sessions, opened CONNECT_CONCURRENCY_MAX at a time; all or none."""
     semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY_MAX)
 
     async def one() -> BenchConnection:
         async with semaphore:
-            return await BenchConnection.open(host, port)
+            return await BenchConnection.open(host, port, skip_bodies=skip_bodies)
 
     results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     connections = [r for r in results if isinstance(r, BenchConnection)]
@@ -779,7 +795,9 @@ async def run_worker(
 
 async def _run_pipelined(spec: WorkerSpec, tally: Tally) -> WorkerResult:
     try:
-        connections = await open_many(spec.host, spec.port, spec.connections)
+        connections = await open_many(
+            spec.host, spec.port, spec.connections, skip_bodies=UNREAD_BODIES
+        )
     except BenchError as e:
         tally.fail(str(e))
         now_ns = time.perf_counter_ns()

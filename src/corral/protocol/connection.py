@@ -313,16 +313,34 @@ ClientEvent = Connected | Reply | Notification | Sentinel
 
 
 class ClientConnection:
-    """The client's end: encodes requests, decodes replies in FIFO order."""
+    """The client's end: encodes requests, decodes replies in FIFO order.
 
-    __slots__ = ("_connected", "_frame_size_max", "_frames", "_peer_closed", "_pending")
+    `skip_bodies`: opcodes whose successful replies come without their body (`Reply.body`
+    None, the header still checked): a load generator that only counts replies need
+    not decode, say, a hundred child names per getChildren.
+    """
 
-    def __init__(self, frame_size_max: int = FRAME_SIZE_HARD_MAX) -> None:
+    __slots__ = (
+        "_connected",
+        "_frame_size_max",
+        "_frames",
+        "_peer_closed",
+        "_pending",
+        "_skip_bodies",
+    )
+
+    def __init__(
+        self,
+        frame_size_max: int = FRAME_SIZE_HARD_MAX,
+        *,
+        skip_bodies: frozenset[int] = frozenset(),
+    ) -> None:
         self._frames = FrameBuffer(frame_size_max)
         self._frame_size_max = FRAME_SIZE_MAX
         self._connected = False
         self._peer_closed = False
         self._pending: deque[tuple[int, int]] = deque()  # (xid, opcode) awaiting replies
+        self._skip_bodies = skip_bodies
 
     @property
     def pending_count(self) -> int:
@@ -379,6 +397,6 @@ class ClientConnection:
             raise RemoteProtocolError(f"reply xid {header.xid} out of order, expected {xid}")
         body: Record | None = None
         record_type = RESPONSE_RECORDS.get(opcode)
-        if header.err == 0 and record_type is not None:
+        if header.err == 0 and record_type is not None and opcode not in self._skip_bodies:
             body = record_type.decode(reader)
         return Reply(xid=header.xid, opcode=opcode, zxid=header.zxid, err=header.err, body=body)
