@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -19,9 +20,13 @@ from corral.tree.txn import (
     ClientTxn,
     CloseSessionTxn,
     CreateSessionTxn,
+    Origin,
     ReapTxn,
     Txn,
+    decode_origin,
     decode_txn,
+    encode_entry_data,
+    encode_identities,
     encode_txn,
 )
 from tests.protocol.strategies import INT32, INT64, TEXT, ids, request_for
@@ -56,6 +61,19 @@ def test_round_trip_is_exact(txn: Txn) -> None:
     data = encode_txn(txn)
     assert decode_txn(data) == txn
     assert encode_txn(decode_txn(data)) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(txn=client_txns, token=INT64)
+def test_given_identities_bytes_encode_the_same(txn: ClientTxn, token: int) -> None:
+    given = dataclasses.replace(txn, identities_bytes=encode_identities(txn.identities))
+    assert given == txn  # not part of the txn's value
+    assert encode_txn(given) == encode_txn(txn)
+    origin = Origin(replica_id=3, token=token)
+    data = encode_entry_data(given, origin)
+    assert data == encode_entry_data(txn, origin)
+    assert decode_origin(data) == origin
+    assert decode_txn(data) == txn
 
 
 @settings(max_examples=200, deadline=None)

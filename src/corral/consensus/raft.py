@@ -104,6 +104,7 @@ from corral.consensus.types import (
     SnapshotSend,
     decode_membership,
     encode_membership,
+    unchecked_entry,
 )
 from corral.limits import (
     APPEND_ENTRIES_MAX,
@@ -1371,7 +1372,9 @@ class Raft:
         index = self._stable_last + len(self._unstable) + 1
         if self._checked:
             assert self.term_at(index - 1) <= self._term, (index, self._term)
-        self._unstable.append(Entry(term=self._term, index=index, kind=kind, data=data))
+            self._unstable.append(Entry(term=self._term, index=index, kind=kind, data=data))
+        else:
+            self._unstable.append(unchecked_entry(self._term, index, kind, data))
         if kind == EntryKind.MEMBERSHIP:
             self._reload_membership()
         return index

@@ -47,6 +47,24 @@ class Entry:
         assert self.kind != EntryKind.NOOP or self.data == b"", "NOOP entries carry no data"
 
 
+_new_object = object.__new__
+_set_entry_term, _set_entry_index, _set_entry_kind, _set_entry_data = (
+    getattr(Entry, name).__set__ for name in ("term", "index", "kind", "data")
+)
+
+
+def unchecked_entry(term: int, index: int, kind: EntryKind, data: bytes) -> Entry:
+    """The Entry of these fields, set through its slots without `__post_init__`'s asserts
+    (nor the frozen __init__'s object.__setattr__ per field): for Raft's append when its
+    invariant checks are off, one per write; Raft's own values meet the asserts."""
+    entry = _new_object(Entry)
+    _set_entry_term(entry, term)
+    _set_entry_index(entry, index)
+    _set_entry_kind(entry, kind)
+    _set_entry_data(entry, data)
+    return entry
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HardState:
     """What a replica must persist before it acts on it: term, vote and commit index."""

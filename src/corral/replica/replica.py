@@ -116,6 +116,7 @@ from corral.tree.txn import (
     decode_origin,
     decode_txn,
     encode_entry_data,
+    encode_identities,
 )
 from corral.tree.watches import WatchKind, WatchTable
 
@@ -269,6 +270,8 @@ class ConnectionInfo:
     port: int
     opened_ms: int
     identities: tuple[Id, ...]  # replaced, never mutated: reads and txns share it
+    # `identities` and their encoding in a txn (txn.encode_identities), for its writes.
+    identities_encoded: tuple[tuple[Id, ...], bytes] = ((), b"")
     session_id: int = 0
     timeout_ms: int = 0
     handshake_done: bool = False
@@ -699,6 +702,12 @@ class Replica:
         elif opcode in WRITE_OPS:
             pending.phase = _Phase.PROPOSED
             identities = connection.identities
+            encoded = connection.identities_encoded
+            if encoded[0] is not identities:  # new identities (an auth): encode them once
+                encoded = connection.identities_encoded = (
+                    identities,
+                    encode_identities(identities),
+                )
             txn = ClientTxn(
                 session_id=session_id,
                 opcode=opcode,
@@ -706,6 +715,7 @@ class Replica:
                 identities=identities,
                 time_ms=wall_ms,
                 request_bytes=event.request_bytes,
+                identities_bytes=encoded[1],
             )
             if opcode == OpCode.CLOSE_SESSION:
                 self._closing_sessions.add(session_id)
@@ -919,7 +929,12 @@ class Replica:
 
     def _record_proposal(self, size: int) -> None:
         _, low, high = self._proposal_sizes
-        self._proposal_sizes = (size, min(low, size) if low else size, max(high, size))
+        # Compares, not min()/max(): once per write.
+        self._proposal_sizes = (
+            size,
+            size if not low or size < low else low,
+            size if size > high else high,
+        )
 
     def ensemble_figures(self) -> EnsembleFigures:
         """What `mntr`/`srvr` report about replication (ZooKeeper's leader metrics)."""

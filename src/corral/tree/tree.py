@@ -76,6 +76,7 @@ from corral.protocol.records import (
     SetDataRequest,
     Stat,
     StatResponse,
+    slot_constructor,
 )
 from corral.tree import javaorder, quota
 from corral.tree.acl import check_acl, fix_acl, mask_digests
@@ -140,6 +141,13 @@ class _Context:
 
 
 _Outcome = tuple[ErrorCode, Record | None]
+
+# Positional constructors that skip the frozen dataclass __init__ (one object.__setattr__
+# per field): a write builds a context, an event, a result and a reply per txn.
+_new_context = slot_constructor(_Context)  # (session_id, identities, zxid, time_ms)
+_new_event = slot_constructor(TreeEvent)  # (type, path, acl)
+_new_result = slot_constructor(ApplyResult)  # (err, body, events)
+_new_stat_response = slot_constructor(StatResponse)  # (stat)
 
 
 class WireBody(Record):
@@ -603,20 +611,16 @@ class DataTree:
         if stats_of is not None:
             self._recompute_quota(stats_of)
         self._quota_update(path, bytes_delta=znode.data_length, count_delta=1)
-        self._events.append(TreeEvent(type=EventType.NODE_CREATED, path=path, acl=znode.acl))
-        self._events.append(
-            TreeEvent(type=EventType.NODE_CHILDREN_CHANGED, path=parent_path, acl=parent.acl)
-        )
+        self._events.append(_new_event(EventType.NODE_CREATED, path, znode.acl))
+        self._events.append(_new_event(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl))
 
     def _delete_node(self, path: str, ctx: _Context) -> None:
         znode = self._detach(path, ctx)
         parent_path = _parent_of(path)
         parent = self._nodes[parent_path]
         self._quota_update(path, bytes_delta=-znode.data_length, count_delta=-1)
-        self._events.append(TreeEvent(type=EventType.NODE_DELETED, path=path, acl=znode.acl))
-        self._events.append(
-            TreeEvent(type=EventType.NODE_CHILDREN_CHANGED, path=parent_path, acl=parent.acl)
-        )
+        self._events.append(_new_event(EventType.NODE_DELETED, path, znode.acl))
+        self._events.append(_new_event(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl))
 
     # ------------------------------------------------------------------ quotas
 
@@ -701,19 +705,19 @@ class DataTree:
                     )
                     err, body = ErrorCode.OK, None
                 case CloseSessionTxn():
-                    ctx = _Context(txn.session_id, (), zxid, txn.time_ms)
+                    ctx = _new_context(txn.session_id, (), zxid, txn.time_ms)
                     err, body = self._close_session(ctx)
                 case ReapTxn():
                     err, body = self._reap(txn, zxid)
             events = tuple(self._events) if err == ErrorCode.OK else ()
         finally:
             self._events.clear()
-        return ApplyResult(err=err, body=body, events=events)
+        return _new_result(err, body, events)
 
     def _apply_client(self, txn: ClientTxn, zxid: int) -> _Outcome:
         if txn.session_id not in self._sessions:
             return ErrorCode.SESSION_EXPIRED, None
-        ctx = _Context(txn.session_id, txn.identities, zxid, txn.time_ms)
+        ctx = _new_context(txn.session_id, txn.identities, zxid, txn.time_ms)
         if txn.opcode == OpCode.CLOSE_SESSION:
             return self._close_session(ctx)
         if txn.opcode == OpCode.RECONFIG:
@@ -830,11 +834,10 @@ class DataTree:
 
     def _set_data(self, request: SetDataRequest, ctx: _Context) -> _Outcome:
         path = request.path
-        if not is_valid_path(path):
-            return ErrorCode.BAD_ARGUMENTS, None
         znode = self._nodes.get(path)
         if znode is None:
-            return ErrorCode.NO_NODE, None
+            # Only now is the path checked: one found in the tree is valid (module rules).
+            return (ErrorCode.NO_NODE if is_valid_path(path) else ErrorCode.BAD_ARGUMENTS), None
         if not self._allowed(znode.acl, Perm.WRITE, ctx):
             return ErrorCode.NO_AUTH, None
         new_length = 0 if request.data is None else len(request.data)
@@ -845,8 +848,8 @@ class DataTree:
         old_length = znode.data_length
         self._write_data(path, znode, request.data, ctx)
         self._quota_update(path, bytes_delta=new_length - old_length, count_delta=0)
-        self._events.append(TreeEvent(type=EventType.NODE_DATA_CHANGED, path=path, acl=znode.acl))
-        return ErrorCode.OK, StatResponse(stat=znode.stat())
+        self._events.append(_new_event(EventType.NODE_DATA_CHANGED, path, znode.acl))
+        return ErrorCode.OK, _new_stat_response(znode.stat())
 
     def _set_acl(self, request: SetACLRequest, ctx: _Context) -> _Outcome:
         path = request.path
@@ -867,11 +870,10 @@ class DataTree:
 
     def _check(self, request: CheckVersionRequest, ctx: _Context) -> _Outcome:
         path = request.path
-        if not is_valid_path(path):
-            return ErrorCode.BAD_ARGUMENTS, None
         znode = self._nodes.get(path)
         if znode is None:
-            return ErrorCode.NO_NODE, None
+            # Only now is the path checked: one found in the tree is valid (module rules).
+            return (ErrorCode.NO_NODE if is_valid_path(path) else ErrorCode.BAD_ARGUMENTS), None
         if not self._allowed(znode.acl, Perm.READ, ctx):
             return ErrorCode.NO_AUTH, None
         if request.version != ANY_VERSION and request.version != znode.version:
@@ -936,7 +938,7 @@ class DataTree:
             return ErrorCode.BAD_VERSION, None
         if not self._is_reap_candidate(znode, txn.time_ms, txn.max_never_used_ms):
             return ErrorCode.BAD_VERSION, None
-        self._delete_node(path, _Context(0, (), zxid, txn.time_ms))
+        self._delete_node(path, _new_context(0, (), zxid, txn.time_ms))
         return ErrorCode.OK, None
 
     # ------------------------------------------------------------------ reads

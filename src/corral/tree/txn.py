@@ -48,6 +48,9 @@ class ClientTxn:
     # are instead of encoding `request` again. Decoding is deterministic, so the entry
     # decodes to this very request.
     request_bytes: bytes | None = field(default=None, compare=False, repr=False)
+    # `encode_identities(identities)`, when the caller has it already (a connection's
+    # identities stay the same for all its requests).
+    identities_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Checked here so that an entry that could not be decoded is never proposed.
@@ -108,25 +111,42 @@ Txn = ClientTxn | CreateSessionTxn | CloseSessionTxn | ReapTxn
 _ORIGIN_TAG = struct.Struct(">iiq")  # ORIGIN, replica id, token
 _CLIENT_HEAD = struct.Struct(">iqii")  # CLIENT, session id, opcode, identity count
 _CLIENT_HEAD_NO_IDENTITIES = struct.Struct(">iqiiq")  # the same, then time_ms
+_TIME = struct.Struct(">q")
 
 
-def _encode_client_txn(txn: ClientTxn) -> bytes:
+def encode_identities(identities: tuple[Id, ...]) -> bytes:
+    """The identities of a ClientTxn as its encoding lays them out (after their count)."""
+    w = Writer()
+    for identity in identities:
+        identity.encode(w)
+    return w.getvalue()
+
+
+def _encode_client_txn(txn: ClientTxn, prefix: bytes = b"") -> bytes:
+    """`prefix` (an origin tag) and the txn, joined in one copy."""
+    head: tuple[bytes, ...]
     if txn.identities:
-        w = Writer()
-        w.raw(_CLIENT_HEAD.pack(TxnKind.CLIENT, txn.session_id, txn.opcode, len(txn.identities)))
-        for identity in txn.identities:
-            identity.encode(w)
-        w.int64(txn.time_ms)
-        head = w.getvalue()
+        identities = txn.identities_bytes
+        if identities is None:
+            identities = encode_identities(txn.identities)
+        head = (
+            _CLIENT_HEAD.pack(TxnKind.CLIENT, txn.session_id, txn.opcode, len(txn.identities)),
+            identities,
+            _TIME.pack(txn.time_ms),
+        )
     else:
-        head = _CLIENT_HEAD_NO_IDENTITIES.pack(
-            TxnKind.CLIENT, txn.session_id, txn.opcode, 0, txn.time_ms
+        head = (
+            _CLIENT_HEAD_NO_IDENTITIES.pack(
+                TxnKind.CLIENT, txn.session_id, txn.opcode, 0, txn.time_ms
+            ),
         )
     if txn.request_bytes is not None:
-        return head + txn.request_bytes
-    if txn.request is not None:
-        return head + txn.request.to_bytes()
-    return head
+        request = txn.request_bytes
+    elif txn.request is not None:
+        request = txn.request.to_bytes()
+    else:
+        request = b""
+    return b"".join((prefix, *head, request))
 
 
 def encode_txn(txn: Txn) -> bytes:
@@ -166,7 +186,10 @@ def encode_entry_data(txn: Txn, origin: Origin | None) -> bytes:
     """A NORMAL entry's data: the txn, after an origin tag when there is one."""
     if origin is None:
         return encode_txn(txn)
-    return _ORIGIN_TAG.pack(TxnKind.ORIGIN, origin.replica_id, origin.token) + encode_txn(txn)
+    tag = _ORIGIN_TAG.pack(TxnKind.ORIGIN, origin.replica_id, origin.token)
+    if isinstance(txn, ClientTxn):
+        return _encode_client_txn(txn, tag)
+    return tag + encode_txn(txn)
 
 
 def decode_origin(data: bytes) -> Origin | None:
