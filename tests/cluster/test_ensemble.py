@@ -20,7 +20,8 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
-from corral.cli.launch import CorralServer, free_port, free_ports
+from corral.cli.launch import CorralServer, Ensemble, four_letter_word, free_port, free_ports
+from tests.support.servers import require_zookeeper
 
 WAIT_S = 30
 IDS = (1, 2, 3)
@@ -435,3 +436,54 @@ def _write_through_a_leader_kill(
         possible = everything_acked | {p for paths in unknown.values() for p in paths}
         assert children[rid] <= possible
     assert children[survivors[0]] == children[survivors[1]]
+
+
+def _conf_shape(ensemble: Ensemble, member_id: int) -> tuple[list[str], list[str]]:
+    """`conf` of one member with the ensemble's ports named (q1, e1, ...) and the values
+    that differ by product or machine (directories, sizes, limits) left out: the keys in
+    order with the ensemble's values, then the membership lines."""
+    member = ensemble.members[member_id]
+    text = four_letter_word(member.host, member.port, "conf")
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("server."):
+            n, _, address = line.partition("=")
+            _, quorum, election, *_ = address.split(";")[0].split(":")
+            names[quorum] = f"q{n.removeprefix('server.')}"
+            names[election] = f"e{n.removeprefix('server.')}"
+    head, _, membership = text.partition("membership: \n")
+    shown = {"serverId", "initLimit", "syncLimit", "electionAlg", "electionPort", "quorumPort"}
+    keys = []
+    for line in head.splitlines():
+        key, _, value = line.partition("=")
+        keys.append(f"{key}={names.get(value, value)}" if key in shown | {"peerType"} else key)
+    lines = [
+        ":".join(names.get(part, part) for part in line.split(":"))
+        for line in membership.splitlines()
+    ]
+    return keys, lines
+
+
+def test_conf_shows_the_quorum_keys_and_membership_like_zookeeper() -> None:
+    require_zookeeper()
+    config = {"initLimit": "7", "syncLimit": "3", "4lw.commands.whitelist": "*"}
+    shapes = {}
+    for product in ("zookeeper", "corral"):
+        ensemble = Ensemble(product, config=config)
+        try:
+            ensemble.start()
+            shapes[product] = _conf_shape(ensemble, 2)
+        finally:
+            ensemble.stop()
+    assert shapes["corral"] == shapes["zookeeper"]
+    keys, lines = shapes["corral"]
+    assert keys[-7:] == [
+        "serverId=2",
+        "initLimit=7",
+        "syncLimit=3",
+        "electionAlg=3",
+        "electionPort=e2",
+        "quorumPort=q2",
+        "peerType=0",
+    ]
+    assert lines == [f"server.{n}=127.0.0.1:q{n}:e{n}:participant" for n in IDS] + ["version=0"]

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 from corral.cli.launch import CorralServer, four_letter_word
-from corral.server.fourletter import java_double
+from corral.server.config import ServerConfig, parse_member
+from corral.server.fourletter import java_double, membership_text
 from tests.server.conftest import RunningServer, start_server, stop_server
 from tests.support.raw_client import RawClient
 
@@ -22,6 +23,23 @@ def test_java_double_formatting() -> None:
     assert java_double(2.0) == "2.0"
     assert java_double(2.05675) == "2.0568"
     assert java_double(1 / 3) == "0.3333"
+
+
+def test_membership_text_is_zookeepers_quorum_configuration() -> None:
+    # The format of ZooKeeper's QuorumServer.toString: the client part only when the
+    # member's line gives one, 0.0.0.0 for a port without a host; members by id.
+    members = (
+        parse_member("server.3", "10.0.0.3:2888:3888:observer;2183"),
+        parse_member("server.1", "10.0.0.1:2888:3888"),
+        parse_member("server.2", "10.0.0.2:2889:3889:participant;10.0.0.9:2182"),
+    )
+    config = ServerConfig(members=members, my_id=1)
+    assert membership_text(config) == (
+        "server.1=10.0.0.1:2888:3888:participant\n"
+        "server.2=10.0.0.2:2889:3889:participant;10.0.0.9:2182\n"
+        "server.3=10.0.0.3:2888:3888:observer;0.0.0.0:2183\n"
+        "version=0"
+    )
 
 
 def test_ruok_isro(corral: RunningServer) -> None:

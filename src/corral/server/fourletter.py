@@ -253,13 +253,44 @@ def conf_pairs(view: ServerView) -> list[tuple[str, int | str]]:
         ("minSessionTimeout", config.min_session_timeout_effective_ms),
         ("maxSessionTimeout", config.max_session_timeout_effective_ms),
         ("clientPortListenBacklog", -1),
-        ("serverId", 0),
+        ("serverId", config.my_id if config.is_ensemble else 0),
     ]
+    if config.is_ensemble:
+        me = next(m for m in config.members if m.replica_id == config.my_id)
+        pairs += [
+            ("initLimit", config.init_limit_ticks),
+            ("syncLimit", config.sync_limit_ticks),
+            ("electionAlg", 3),  # ZooKeeper's only one (fast leader election)
+            ("electionPort", me.election_port),
+            ("quorumPort", me.quorum_port),
+            ("peerType", 1 if me.observer else 0),  # ZooKeeper's LearnerType ordinal
+        ]
     return pairs
 
 
+def membership_text(config: ServerConfig) -> str:
+    """The ensemble's members as ZooKeeper prints its quorum configuration: one
+    `server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]` line per member
+    (the client part only where the member's line gave one), then `version=` (0: the
+    static configuration; corral has no reconfig)."""
+    lines = []
+    for member in sorted(config.members, key=lambda m: m.replica_id):
+        role = "observer" if member.observer else "participant"
+        line = (
+            f"server.{member.replica_id}={member.host}:{member.quorum_port}"
+            f":{member.election_port}:{role}"
+        )
+        if member.client_port:
+            line += f";{member.client_host or '0.0.0.0'}:{member.client_port}"
+        lines.append(line + "\n")
+    return "".join(lines) + "version=0"
+
+
 def _conf(view: ServerView) -> str:
-    return "".join(f"{key}={value}\n" for key, value in conf_pairs(view))
+    text = "".join(f"{key}={value}\n" for key, value in conf_pairs(view))
+    if view.config.is_ensemble:
+        text += "membership: \n" + membership_text(view.config) + "\n"
+    return text
 
 
 def environment_pairs() -> list[tuple[str, str]]:
