@@ -415,6 +415,17 @@ def test_handshake_pipelined_requests_are_answered_in_order(client: RawClient) -
     assert replies[-1].zxid == zxids[-1]
 
 
+def test_reads_sent_before_a_half_close_are_answered_then_closed(client: RawClient) -> None:
+    # The requests and the end of the client's stream arrive together: the server
+    # answers what came before the end, in order, then closes the connection.
+    create(client, "/half")
+    xids = [client.send(OpCode.EXISTS, ExistsRequest(path="/half", watch=False)) for _ in range(20)]
+    client.shutdown_write()
+    replies = [client.wait_reply() for _ in xids]
+    assert [(r.xid, r.err) for r in replies] == [(xid, 0) for xid in xids]
+    assert client.wait_closed(WAIT_MS)
+
+
 def test_own_notification_precedes_own_reply(client: RawClient) -> None:
     create(client, "/self")
     client.request(OpCode.GET_DATA, GetDataRequest(path="/self", watch=True))

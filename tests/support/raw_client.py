@@ -148,6 +148,10 @@ class RawClient:
             self._mark_closed(f"send failed: {e}")
             raise ConnectionClosed(str(e)) from e
 
+    def shutdown_write(self) -> None:
+        """End our side of the stream (a half-close); replies can still arrive."""
+        self._sock.shutdown(socket.SHUT_WR)
+
     # ------------------------------------------------------------------ notifications
 
     def notifications(self) -> list[Notification]:

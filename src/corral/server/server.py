@@ -4,9 +4,14 @@ Rules:
 * The Replica decides; this module only does IO. Each Outbox is executed completely,
   in the order the replica produced it (replica/outbox.py states the contract):
   persist, then send, then client frames, then closes.
-* One task owns each client connection (reading and decoding); one task owns time
-  (ticks); the server owns them all through a TaskGroup, so nothing leaks and a crash
-  in a task stops the server instead of going unnoticed.
+* Each client connection is an asyncio.Protocol: the loop hands it the bytes it reads
+  (no task and no stream buffer per connection), it decodes them and gives the events
+  to the replica at once. One task owns time (ticks); the server owns its tasks through
+  a TaskGroup, so nothing leaks and a crash in a task stops the server instead of
+  going unnoticed.
+* Back-pressure: while a client's unread output is over the high-water mark, nothing
+  more of its input is decoded and its transport stops reading, until the transport
+  says (resume_writing) that the client has taken most of it.
 * Bad input never crashes the server: a malformed or oversized frame closes that one
   connection with a log line.
 """
@@ -26,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 from corral import limits
 from corral.consensus.types import SnapshotMeta, SnapshotSend
@@ -38,6 +44,7 @@ from corral.protocol.connection import (
     Request,
     ServerConnection,
 )
+from corral.protocol.constants import OpCode
 from corral.protocol.errors import RemoteProtocolError
 from corral.replica.messages import encode_snapshot_chunks
 from corral.replica.outbox import Outbox
@@ -51,10 +58,36 @@ from corral.storage.wal import StorageError
 
 log = logging.getLogger("corral.server")
 
-_READ_SIZE = 256 * 1024
 _TICK_INTERVAL_MS = 50
 _HAND_OVER_POLL_MS = 20
 _HAND_OVER_POLLS = 100  # at most ~2 s: then stop anyway, the others elect a leader
+# Requests answered at once with a reply of bounded size (a Stat, a path, a header) or
+# later (writes: their replies come once the log has them, paced by the replica). The
+# others (getData, getChildren, setWatches, ...) may be answered with megabytes: the
+# replica answers a run of requests at once, so a run holds at most a few of them.
+_SMALL_REPLY_OPCODES = frozenset(
+    {
+        OpCode.EXISTS,
+        OpCode.SET_DATA,
+        OpCode.CREATE,
+        OpCode.CREATE2,
+        OpCode.CREATE_CONTAINER,
+        OpCode.CREATE_TTL,
+        OpCode.DELETE,
+        OpCode.SET_ACL,
+        OpCode.MULTI,
+        OpCode.PING,
+        OpCode.SYNC,
+        OpCode.CHECK_WATCHES,
+        OpCode.REMOVE_WATCHES,
+        OpCode.ADD_WATCH,
+        OpCode.AUTH,
+        OpCode.SASL,
+        OpCode.GET_ALL_CHILDREN_NUMBER,
+        OpCode.CLOSE_SESSION,
+    }
+)
+_LARGE_REPLIES_PER_RUN_MAX = 8
 # Python's cyclic collector scans its young generation every 700 container allocations
 # by default; a request allocates dozens of short-lived records that are freed by
 # reference counting anyway. Scanning every 10,000 costs little memory and saved 9% of
@@ -76,18 +109,63 @@ class _Status(enum.Enum):
     DONE = "done"  # the connection is over
 
 
-def _buffered(client: _Client) -> int:
-    """Bytes the transport holds for the client (written, not yet taken by the kernel)."""
-    return client.writer.transport.get_write_buffer_size()
-
-
 @dataclass(slots=True)
 class _Client:
     connection_id: int
-    writer: asyncio.StreamWriter
+    transport: asyncio.Transport
+    codec: ServerConnection
+    address: str
+    port: int
     closing: bool = False
     unsent: list[bytes] = field(default_factory=list)  # frames waiting for the next flush
     unsent_bytes: int = 0
+    write_paused: bool = False  # the transport's buffer is over its high-water mark
+    backlog: bool = False  # decoding stopped until the client reads (reading paused)
+    eof: bool = False  # the peer closed its side
+    finished: bool = False  # the replica has been told the connection is closed
+    drain_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class _ClientProtocol(asyncio.Protocol):
+    """The loop's callbacks for one client connection, handed to the Server."""
+
+    __slots__ = ("_client", "_server")
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._client: _Client | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transports have the Transport methods without the base class.
+        self._client = self._server._client_opened(cast(asyncio.Transport, transport))
+
+    def data_received(self, data: bytes) -> None:
+        client = self._client
+        assert client is not None
+        if not client.closing:
+            client.codec.receive_data(data)
+            self._server._serve_events(client)
+
+    def eof_received(self) -> bool:
+        client = self._client
+        assert client is not None
+        client.eof = True
+        if not client.closing:
+            client.codec.receive_data(b"")
+            self._server._serve_events(client)
+        return True  # the server closes it, after the replies to what came before
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert self._client is not None
+        self._server._client_lost(self._client, exc)
+
+    def pause_writing(self) -> None:
+        assert self._client is not None
+        self._client.write_paused = True
+
+    def resume_writing(self) -> None:
+        assert self._client is not None
+        self._server._client_writable(self._client)
 
 
 @dataclass(slots=True)
@@ -222,12 +300,11 @@ class Server:
     async def _serve_clients(
         self, tasks: asyncio.TaskGroup, ready: Callable[[int], None] | None
     ) -> None:
-        self._listener = await asyncio.start_server(
-            self._serve_client,
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: _ClientProtocol(self),
             host=self.config.client_port_address,
             port=self.config.client_port,
             reuse_address=True,
-            limit=_READ_SIZE,
         )
         sockets: tuple[socket.socket, ...] = tuple(self._listener.sockets or ())
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.config.client_port
@@ -275,75 +352,136 @@ class Server:
 
     # ------------------------------------------------------------------ clients
 
-    async def _serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def _client_opened(self, transport: asyncio.Transport) -> _Client:
         connection_id = self._next_connection_id
         self._next_connection_id += 1
-        peer = writer.get_extra_info("peername") or ("?", 0)
+        peer = transport.get_extra_info("peername") or ("?", 0)
         address, port = str(peer[0]), int(peer[1])
-        client = _Client(connection_id=connection_id, writer=writer)
+        client = _Client(
+            connection_id=connection_id,
+            transport=transport,
+            codec=ServerConnection(frame_size_max=self.config.jute_max_buffer),
+            address=address,
+            port=port,
+        )
         self._clients[connection_id] = client
-        codec = ServerConnection(frame_size_max=self.config.jute_max_buffer)
-        try:
-            self._execute(
-                self.replica.on_connection_opened(connection_id, address, port, monotonic_ms())
+        self._execute(
+            self.replica.on_connection_opened(connection_id, address, port, monotonic_ms())
+        )
+        if client.closing:
+            log.warning(
+                "refused connection from %s: more than %d connections",
+                address,
+                self.config.max_client_cnxns,
             )
-            if client.closing:
-                log.warning(
-                    "refused connection from %s: more than %d connections",
-                    address,
-                    self.config.max_client_cnxns,
-                )
-                return
-            while not client.closing:
-                data = await reader.read(_READ_SIZE)
-                codec.receive_data(data)
-                while True:
-                    status = await self._handle_events(client, codec, address, port)
-                    if status is not _Status.BACKLOG:
-                        break
-                    # Back-pressure: answer nothing more (and read nothing more) until
-                    # the client has taken most of what it was sent.
-                    self._flush_client(client)
-                    await self._drain(client)
-                if status is _Status.DONE or not data:
-                    return
-        except (ConnectionError, OSError) as e:
-            log.debug("connection %d from %s:%d: %s", connection_id, address, port, e)
-        finally:
-            self._clients.pop(connection_id, None)
-            self._execute(self.replica.on_connection_closed(connection_id))
-            self._close_client(client)
+            self._finish_client(client)
+        return client
 
-    async def _handle_events(
-        self, client: _Client, codec: ServerConnection, address: str, port: int
-    ) -> _Status:
+    def _serve_events(self, client: _Client) -> None:
+        """Decode what the client sent and run it, unless it must read its output first."""
+        status = self._handle_events(client)
+        while status is _Status.BACKLOG:
+            # Back-pressure: answer nothing more (and read nothing more) until the
+            # client has taken most of what it was sent (resume_writing).
+            self._flush_client(client)
+            if client.write_paused:
+                client.backlog = True
+                if not client.eof:
+                    client.transport.pause_reading()
+                return
+            status = self._handle_events(client)
+        if status is _Status.DONE:
+            self._finish_client(client)
+
+    def _client_writable(self, client: _Client) -> None:
+        """The transport's buffer is below its low-water mark again."""
+        client.write_paused = False
+        waiters, client.drain_waiters = client.drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if client.backlog and not client.closing:
+            client.backlog = False
+            self._serve_events(client)
+            if not client.backlog and not client.closing and not client.eof:
+                client.transport.resume_reading()
+
+    def _client_lost(self, client: _Client, exc: Exception | None) -> None:
+        if exc is not None:
+            log.debug(
+                "connection %d from %s:%d: %s",
+                client.connection_id,
+                client.address,
+                client.port,
+                exc,
+            )
+        client.closing = True
+        client.unsent.clear()
+        client.unsent_bytes = 0
+        self._client_writable(client)  # wakes whoever waits for a drain
+        self._finish_client(client)
+
+    def _finish_client(self, client: _Client) -> None:
+        """The connection is over: the replica hears it once, and the transport closes
+        after the frames queued before."""
+        self._close_client(client)
+        if client.finished:
+            return
+        client.finished = True
+        self._clients.pop(client.connection_id, None)
+        self._execute(self.replica.on_connection_closed(client.connection_id))
+
+    def _handle_events(self, client: _Client) -> _Status:
         """Feed decoded events to the replica, until more data is needed (MORE), the
         client's unread output is over the high-water mark (BACKLOG), or it is DONE."""
         connection_id = client.connection_id
+        codec = client.codec
+        # One clock reading per received chunk: the requests of one read arrived together.
+        now, wall = monotonic_ms(), wall_ms()
+        # The transport's buffer grows only when frames are flushed, which happens on a
+        # later loop iteration or when this client closes (which ends this loop).
+        buffered = client.transport.get_write_buffer_size()
+        high_water = limits.CLIENT_OUTPUT_HIGH_WATER_BYTES - buffered
+        # Consecutive requests go to the replica together (one Outbox, one persist for
+        # the writes among them). Output grows only when a run is answered, and a run
+        # holds few requests whose reply may be large, so the high-water check before
+        # each run bounds the overshoot to _LARGE_REPLIES_PER_RUN_MAX replies.
+        requests: list[Request] = []
+        large_replies = 0
         while not client.closing:
-            if client.unsent_bytes + _buffered(client) > limits.CLIENT_OUTPUT_HIGH_WATER_BYTES:
+            if client.unsent_bytes > high_water:
                 return _Status.BACKLOG
             try:
                 event = codec.next_event()
             except RemoteProtocolError as e:
-                log.warning("closing connection from %s:%d: %s", address, port, e)
+                if requests:
+                    self._execute(self.replica.on_requests(connection_id, requests, now, wall))
+                log.warning("closing connection from %s:%d: %s", client.address, client.port, e)
                 return _Status.DONE
+            if isinstance(event, Request):
+                requests.append(event)
+                if event.opcode not in _SMALL_REPLY_OPCODES:
+                    large_replies += 1
+                    if large_replies == _LARGE_REPLIES_PER_RUN_MAX:
+                        self._execute(self.replica.on_requests(connection_id, requests, now, wall))
+                        requests, large_replies = [], 0
+                continue
+            if requests:
+                self._execute(self.replica.on_requests(connection_id, requests, now, wall))
+                requests, large_replies = [], 0
+                if client.closing:
+                    break
             if event is NEED_DATA:
                 return _Status.MORE
             if event is PEER_CLOSED:
                 return _Status.DONE
-            now, wall = monotonic_ms(), wall_ms()
-            if isinstance(event, Request):
-                self._execute(self.replica.on_request(connection_id, event, now, wall))
-            elif isinstance(event, Connect):
+            if isinstance(event, Connect):
                 self._execute(self.replica.on_connect(connection_id, event.request, now, wall))
             elif isinstance(event, BadRequest):
                 log.warning(
                     "request from %s:%d (xid %d, opcode %d): %s",
-                    address,
-                    port,
+                    client.address,
+                    client.port,
                     event.xid,
                     event.opcode,
                     event.reason,
@@ -352,27 +490,29 @@ class Server:
             elif isinstance(event, FourLetterWord):
                 if event.word:
                     text = fourletter.answer(event.word, self, event.argument)
-                    client.writer.write(text.encode("utf-8"))
-                    await self._drain(client)
+                    client.transport.write(text.encode("utf-8"))  # the close flushes it
                 return _Status.DONE
         return _Status.DONE
 
     async def _drain(self, client: _Client) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            await client.writer.drain()
+        """Wait until the client has taken most of its output (or is gone)."""
+        if not client.write_paused or client.closing:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        client.drain_waiters.append(waiter)
+        await waiter
 
     def _abort_client(self, client: _Client) -> None:
         """Close without flushing what is queued (the client is not reading it)."""
         client.closing = True
-        client.writer.transport.abort()
+        client.transport.abort()
 
     def _close_client(self, client: _Client) -> None:
-        if client.writer.is_closing():
+        if client.transport.is_closing():
             return
         self._flush_client(client)  # a close follows the frames queued before it
         client.closing = True
-        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            client.writer.close()
+        client.transport.close()
 
     # ------------------------------------------------------------------ outbox execution
 
@@ -471,7 +611,10 @@ class Server:
                 self._dirty.append(client)
             client.unsent.append(frame)
             client.unsent_bytes += len(frame)
-            if client.unsent_bytes + _buffered(client) > limits.CLIENT_OUTPUT_BYTES_MAX:
+            if (
+                client.unsent_bytes + client.transport.get_write_buffer_size()
+                > limits.CLIENT_OUTPUT_BYTES_MAX
+            ):
                 # A client that does not read what it asked for (or what it watches)
                 # would make us hold its replies forever: drop it, as ZooKeeper would.
                 log.warning(
@@ -497,8 +640,8 @@ class Server:
         if client.unsent:
             frames, client.unsent = client.unsent, []
             client.unsent_bytes = 0
-            if not client.writer.is_closing():
-                client.writer.writelines(frames)
+            if not client.transport.is_closing():
+                client.transport.writelines(frames)
 
 
 def run(config: ServerConfig) -> int:
