@@ -271,3 +271,12 @@ def test_installed_snapshot_replaces_the_log_even_across_a_crash() -> None:
         tuple(entry(i, 3) for i in range(21, 24)), HardState(term=3, vote=0, commit=23)
     )
     assert reopen(fs, meta).entries(21, 24) == [entry(i, 3) for i in range(21, 24)]
+
+
+@pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 3])
+def test_a_record_in_two_parts_is_the_record_of_their_join(data: bytes) -> None:
+    head = b"\x00\x01head"
+    joined = encode_record(RecordKind.ENTRY, head + data)
+    assert encode_record(RecordKind.ENTRY, head, data) == joined
+    result = scan(joined + bytes(64), 0)
+    assert [record.payload for record in result.records] == [head + data]

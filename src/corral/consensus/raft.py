@@ -105,6 +105,7 @@ from corral.consensus.types import (
     decode_membership,
     encode_membership,
     unchecked_entry,
+    unchecked_ready,
 )
 from corral.limits import (
     APPEND_ENTRIES_MAX,
@@ -682,7 +683,8 @@ class Raft:
         if install is None and applicable_last > self._applied:
             committed = tuple(self._storage.entries(self._applied + 1, applicable_last + 1))
             assert len(committed) == applicable_last - self._applied, len(committed)
-        ready = Ready(
+        # Unchecked: the same Ready without __post_init__'s asserts (O(entries) each time).
+        ready = (Ready if self._checked else unchecked_ready)(
             entries=tuple(self._unstable),
             hard_state=hard_state if hard_state_changed else None,
             messages=(*self._messages_free, *self._messages),
@@ -1441,7 +1443,11 @@ class Raft:
         assert self._storage.last_index() >= entries[-1].index, self._storage.last_index()
         count = 0
         for entry in entries:
-            if count >= len(self._unstable) or self._unstable[count] != entry:
+            if count >= len(self._unstable):
+                break
+            unstable = self._unstable[count]
+            # Usually the very object handed out: `is` spares comparing every field.
+            if unstable is not entry and unstable != entry:
                 break
             count += 1
         if count == 0:

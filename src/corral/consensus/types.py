@@ -267,6 +267,51 @@ class Ready:
         )
 
 
+_READY_SETTERS = tuple(
+    getattr(Ready, name).__set__
+    for name in (
+        "entries",
+        "hard_state",
+        "messages",
+        "committed_entries",
+        "must_sync",
+        "snapshot",
+        "snapshot_sends",
+        "read_states",
+    )
+)
+
+
+def unchecked_ready(
+    *,
+    entries: tuple[Entry, ...],
+    hard_state: HardState | None,
+    messages: tuple[Message, ...],
+    committed_entries: tuple[Entry, ...],
+    must_sync: bool,
+    snapshot: Snapshot | None = None,
+    snapshot_sends: tuple[SnapshotSend, ...] = (),
+    read_states: tuple[ReadState, ...] = (),
+) -> Ready:
+    """The Ready of these fields, set through its slots without `__post_init__`'s asserts:
+    for Raft when its invariant checks are off (one Ready per persist, its asserts
+    O(entries))."""
+    ready = _new_object(Ready)
+    values = (
+        entries,
+        hard_state,
+        messages,
+        committed_entries,
+        must_sync,
+        snapshot,
+        snapshot_sends,
+        read_states,
+    )
+    for setter, value in zip(_READY_SETTERS, values, strict=True):
+        setter(ready, value)
+    return ready
+
+
 def encode_membership(voters: tuple[int, ...], learners: tuple[int, ...]) -> bytes:
     """The data of a MEMBERSHIP entry: voter count, voter ids, learner ids (one byte each)."""
     _check_membership(voters, learners)

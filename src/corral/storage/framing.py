@@ -63,11 +63,17 @@ def _header_check(length: int, kind: int) -> int:
     return zlib.crc32(_LENGTH_KIND.pack(length, kind))
 
 
-def encode_record(kind: RecordKind, payload: bytes) -> bytes:
-    assert len(payload) <= RECORD_PAYLOAD_SIZE_MAX, len(payload)
-    length_kind = _LENGTH_KIND.pack(len(payload), kind)
-    check = checksum(length_kind, payload)
-    return HEADER.pack(len(payload), zlib.crc32(length_kind), kind, check) + payload
+def encode_record(kind: RecordKind, payload: bytes, tail: bytes = b"") -> bytes:
+    """A record whose payload is `payload + tail` (two parts: no copy to join them)."""
+    length = len(payload) + len(tail)
+    assert length <= RECORD_PAYLOAD_SIZE_MAX, length
+    length_kind = _LENGTH_KIND.pack(length, kind)
+    check = hashlib.blake2b(length_kind, digest_size=8)  # checksum(length_kind, payload, tail)
+    check.update(payload)
+    check.update(tail)
+    return b"".join(
+        (HEADER.pack(length, zlib.crc32(length_kind), kind, check.digest()), payload, tail)
+    )
 
 
 class ScanEnd(enum.Enum):

@@ -98,8 +98,8 @@ def encode_segment_header(first_index: int) -> bytes:
 
 
 def encode_entry(entry: Entry) -> bytes:
-    payload = _ENTRY_HEAD.pack(entry.term, entry.index, entry.kind) + entry.data
-    return encode_record(RecordKind.ENTRY, payload)
+    head = _ENTRY_HEAD.pack(entry.term, entry.index, entry.kind)
+    return encode_record(RecordKind.ENTRY, head, entry.data)
 
 
 def decode_entry(payload: bytes) -> Entry:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from corral.limits import ACL_ENTRIES_MAX
 from corral.protocol.constants import Perm
-from corral.protocol.records import ACL, ClientInfo, Id
+from corral.protocol.records import ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, ClientInfo, Id
 from corral.tree.javaorder import concurrent_set_order
 
 SUPER_ID = Id(scheme="super", id="")
@@ -130,6 +130,11 @@ def fix_acl(acl: Iterable[ACL] | None, identities: Iterable[Id]) -> tuple[ACL, .
     """Validate and expand an ACL list for create/setACL (§11.3); None = INVALID_ACL."""
     if acl is None:
         return None
+    # world:anyone alone, as the request decoder shares these lists: valid and final as is.
+    if acl is OPEN_ACL_UNSAFE:
+        return OPEN_ACL_UNSAFE
+    if acl is READ_ACL_UNSAFE:
+        return READ_ACL_UNSAFE
     unique: list[ACL] = []
     for entry in acl:
         if entry not in unique:

@@ -100,6 +100,10 @@ _INT32 = struct.Struct(">i")
 _NULL_DATA = _INT32.pack(-1)  # a null buffer on the wire
 _CREATE_OPS = frozenset({OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL})
 _VALID_FLAGS = frozenset(mode.value for mode in CreateMode)
+# The flags of each kind of mode, so that a create asks a set, not CreateMode properties.
+_TTL_FLAGS = frozenset(mode.value for mode in CreateMode if mode.is_ttl)
+_SEQUENTIAL_FLAGS = frozenset(mode.value for mode in CreateMode if mode.is_sequential)
+_EPHEMERAL_FLAGS = frozenset(mode.value for mode in CreateMode if mode.is_ephemeral)
 _CHILDREN_CAPACITY = 8  # ZooKeeper's DataNode makes its child set with new HashSet<>(8)
 
 
@@ -226,6 +230,8 @@ class DataTree:
         # list of its own (decoded from the request) costs a znode ~250 bytes. Lists are
         # never dropped; past ACL_LISTS_SHARED_MAX distinct ones, new lists are not kept.
         self._acl_lists: dict[tuple[ACL, ...], tuple[ACL, ...]] = {}
+        self._open_acl: tuple[ACL, ...] | None = None
+        self._open_acl = self._shared_acl(OPEN_ACL_UNSAFE)
         self._events: list[TreeEvent] = []
         self._undo_log: list[Callable[[], None]] | None = None  # set only inside a multi
         self._init_special_nodes()
@@ -499,16 +505,14 @@ class DataTree:
             self._quota_paths.discard(quota_path)
 
     def _shared_acl(self, acl: tuple[ACL, ...]) -> tuple[ACL, ...]:
+        if acl is OPEN_ACL_UNSAFE and self._open_acl is not None:
+            return self._open_acl  # the common list: no hash of its records per create
         shared = self._acl_lists.get(acl)
         if shared is not None:
             return shared
         if len(self._acl_lists) < ACL_LISTS_SHARED_MAX:
             self._acl_lists[acl] = acl
         return acl
-
-    def _record_undo(self, undo: Callable[[], None]) -> None:
-        if self._undo_log is not None:
-            self._undo_log.append(undo)
 
     # ------------------------------------------------------------------ primitive mutations
     # Every change to the tree goes through these, so that a multi can undo it.
@@ -530,17 +534,19 @@ class DataTree:
         parent.cversion = int32_increment(parent.cversion)
         parent.pzxid = ctx.zxid
 
-        def undo() -> None:
-            self._detach_raw(path)
-            parent.cversion, parent.pzxid = old_cversion, old_pzxid
-            parent.children_peak = old_children_peak
-            if znode.is_ephemeral:
-                if old_peak is None:
-                    del self._ephemeral_peaks[znode.ephemeral_owner]
-                else:
-                    self._ephemeral_peaks[znode.ephemeral_owner] = old_peak
+        if self._undo_log is not None:  # inside a multi: record how to undo it
 
-        self._record_undo(undo)
+            def undo() -> None:
+                self._detach_raw(path)
+                parent.cversion, parent.pzxid = old_cversion, old_pzxid
+                parent.children_peak = old_children_peak
+                if znode.is_ephemeral:
+                    if old_peak is None:
+                        del self._ephemeral_peaks[znode.ephemeral_owner]
+                    else:
+                        self._ephemeral_peaks[znode.ephemeral_owner] = old_peak
+
+            self._undo_log.append(undo)
 
     def _detach_raw(self, path: str) -> Znode:
         znode = self._nodes.pop(path)
@@ -557,14 +563,16 @@ class DataTree:
         znode = self._detach_raw(path)
         parent.pzxid = ctx.zxid
 
-        def undo() -> None:
-            self._nodes[path] = znode
-            self._index_add(path, znode)
-            parent.add_child(path[path.rfind("/") + 1 :])
-            self._children_changed(_parent_of(path))
-            parent.pzxid = old_pzxid
+        if self._undo_log is not None:  # inside a multi: record how to undo it
 
-        self._record_undo(undo)
+            def undo() -> None:
+                self._nodes[path] = znode
+                self._index_add(path, znode)
+                parent.add_child(path[path.rfind("/") + 1 :])
+                self._children_changed(_parent_of(path))
+                parent.pzxid = old_pzxid
+
+            self._undo_log.append(undo)
         return znode
 
     def _replace_data(self, path: str, znode: Znode, data: bytes | None) -> None:
@@ -573,11 +581,13 @@ class DataTree:
         self._data_size += (0 if data is None else len(data)) - znode.data_length
         znode.data = data
 
-        def undo() -> None:
-            self._data_size += (0 if old_data is None else len(old_data)) - znode.data_length
-            znode.data = old_data
+        if self._undo_log is not None:  # inside a multi: record how to undo it
 
-        self._record_undo(undo)
+            def undo() -> None:
+                self._data_size += (0 if old_data is None else len(old_data)) - znode.data_length
+                znode.data = old_data
+
+            self._undo_log.append(undo)
 
     def _write_data(self, path: str, znode: Znode, data: bytes | None, ctx: _Context) -> None:
         old = (znode.mzxid, znode.mtime_ms, znode.version)
@@ -585,20 +595,24 @@ class DataTree:
         znode.mzxid, znode.mtime_ms = ctx.zxid, ctx.time_ms
         znode.version = int32_increment(znode.version)
 
-        def undo() -> None:
-            znode.mzxid, znode.mtime_ms, znode.version = old
+        if self._undo_log is not None:  # inside a multi: record how to undo it
 
-        self._record_undo(undo)
+            def undo() -> None:
+                znode.mzxid, znode.mtime_ms, znode.version = old
+
+            self._undo_log.append(undo)
 
     def _write_acl(self, znode: Znode, acl: tuple[ACL, ...]) -> None:
         old = (znode.acl, znode.aversion)
         znode.acl = acl
         znode.aversion = int32_increment(znode.aversion)
 
-        def undo() -> None:
-            znode.acl, znode.aversion = old
+        if self._undo_log is not None:  # inside a multi: record how to undo it
 
-        self._record_undo(undo)
+            def undo() -> None:
+                znode.acl, znode.aversion = old
+
+            self._undo_log.append(undo)
 
     # ------------------------------------------------------------------ composite changes
 
@@ -756,10 +770,11 @@ class DataTree:
         ttl_ms = request.ttl_ms if isinstance(request, CreateTTLRequest) else -1
         if request.flags not in _VALID_FLAGS:
             return ErrorCode.BAD_ARGUMENTS, None
-        mode = CreateMode(request.flags)
-        if mode.is_ttl and not self.extended_types_enabled:
+        flags = request.flags
+        is_ttl = flags in _TTL_FLAGS
+        if is_ttl and not self.extended_types_enabled:
             return ErrorCode.UNIMPLEMENTED, None
-        if mode.is_ttl:
+        if is_ttl:
             if not TTL_MIN_MS <= ttl_ms <= TTL_MAX_MS:
                 return ErrorCode.BAD_ARGUMENTS, None
         elif ttl_ms >= 0 or opcode == OpCode.CREATE_TTL:
@@ -779,7 +794,7 @@ class DataTree:
             return ErrorCode.NO_NODE, None
         if not self._allowed(parent.acl, Perm.CREATE, ctx):
             return ErrorCode.NO_AUTH, None
-        if mode.is_sequential:
+        if flags in _SEQUENTIAL_FLAGS:
             path += _sequence_suffix(parent.cversion)
         if not is_valid_path(path):
             return ErrorCode.BAD_ARGUMENTS, None
@@ -796,7 +811,7 @@ class DataTree:
             owner = CONTAINER_OWNER
         elif opcode == OpCode.CREATE_TTL:
             owner = ttl_owner(ttl_ms)
-        elif mode.is_ephemeral:
+        elif flags in _EPHEMERAL_FLAGS:
             owner = ctx.session_id
         else:
             owner = 0

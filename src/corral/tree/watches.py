@@ -138,6 +138,12 @@ class WatchTable:
 
     def trigger(self, event_type: EventType, path: str) -> list[int]:
         """Connections to notify of `event_type` at `path`, one-shot entries consumed."""
+        if (
+            path not in self._data.by_path
+            and path not in self._child.by_path
+            and not self._recursive.by_path
+        ):
+            return []  # nobody watches here (most writes): no table needs a look
         notified: dict[int, None] = {}  # an ordered set
         if event_type in _PATH_EVENTS:
             self._fire(self._data, path, notified)
