@@ -464,18 +464,43 @@ def _conf_shape(ensemble: Ensemble, member_id: int) -> tuple[list[str], list[str
     return keys, lines
 
 
+def _config_znode(ensemble: Ensemble, member_id: int) -> tuple[bytes, tuple[int, ...]]:
+    """/zookeeper/config as a client reads it from one member, with the ensemble's ports
+    named as in `_conf_shape`; its Stat without mtime (ZooKeeper stamps its start-up
+    time there, corral 0: docs/compatibility.md)."""
+    member = ensemble.members[member_id]
+    client = KazooClient(hosts=f"{member.host}:{member.port}", timeout=WAIT_S)
+    client.start(timeout=WAIT_S)
+    try:
+        data, stat = client.get("/zookeeper/config")
+    finally:
+        client.stop()
+        client.close()
+    for n, other in ensemble.members.items():
+        quorum, election = (int(port) for port in other.config[f"server.{n}"].split(":")[1:3])
+        data = data.replace(b":%d:%d:" % (quorum, election), b":q%d:e%d:" % (n, n))
+    figures = (stat.czxid, stat.mzxid, stat.ctime, stat.version, stat.cversion, stat.aversion)
+    return data, (*figures, stat.ephemeralOwner, stat.dataLength, stat.numChildren, stat.pzxid)
+
+
 def test_conf_shows_the_quorum_keys_and_membership_like_zookeeper() -> None:
     require_zookeeper()
     config = {"initLimit": "7", "syncLimit": "3", "4lw.commands.whitelist": "*"}
     shapes = {}
+    znodes = {}
     for product in ("zookeeper", "corral"):
         ensemble = Ensemble(product, config=config)
         try:
             ensemble.start()
             shapes[product] = _conf_shape(ensemble, 2)
+            znodes[product] = _config_znode(ensemble, 3)
         finally:
             ensemble.stop()
     assert shapes["corral"] == shapes["zookeeper"]
+    assert znodes["corral"] == znodes["zookeeper"]
+    data, stat = znodes["corral"]
+    assert data.decode().splitlines() == shapes["corral"][1]  # conf's membership lines
+    assert stat[3] == -1  # data version, as ZooKeeper sets it
     keys, lines = shapes["corral"]
     assert keys[-7:] == [
         "serverId=2",

@@ -69,6 +69,7 @@ class Cluster:
         *,
         read_only_mode_enabled: bool = False,
         init_limit_ticks: int = limits.INIT_LIMIT_DEFAULT_TICKS,
+        config_znode_data: bytes = b"",
     ) -> None:
         self.now_ms = 0
         self.storages = {rid: MemoryLogStorage() for rid in IDS}
@@ -92,6 +93,7 @@ class Cluster:
                     tick_time_ms=500,
                     read_only_mode_enabled=read_only_mode_enabled,
                     init_limit_ticks=init_limit_ticks,
+                    config_znode_data=config_znode_data,
                 ),
                 storage=self.storages[rid],
                 tree=DataTree(),

@@ -21,7 +21,8 @@ from corral.protocol.records import (
 )
 from corral.replica.messages import encode_snapshot_chunks
 from corral.tree.acl import digest
-from corral.tree.snapshot import encode_snapshot
+from corral.tree.snapshot import decode_snapshot, encode_snapshot
+from corral.tree.tree import CONFIG_PATH
 from tests.replica.test_cluster import IDS, Client, Cluster, create
 
 CATCH_UP_MS_MAX = 10_000
@@ -278,3 +279,27 @@ def test_a_stalled_transfer_starts_again_after_init_limit() -> None:
     long = transfers_started(init_limit_ticks=10, duration_ms=6_000)  # every 5 s
     assert 5 <= short <= 7, short
     assert 1 <= long <= 2, long
+
+
+def test_the_config_znode_holds_the_membership_at_start_and_after_an_install() -> None:
+    # /zookeeper/config is set by each replica (at start and after an install), never
+    # logged: a snapshot written from the log alone (as the server's snapshot writer
+    # does) has it empty, and the follower installing it still shows the membership.
+    text = b"server.1=h1:1:2:participant\nserver.2=h2:1:2:participant\nversion=0"
+    cluster = Cluster(config_znode_data=text)
+    for replica in cluster.replicas.values():
+        znode = replica.tree.get(CONFIG_PATH)
+        assert znode is not None
+        assert (znode.data, znode.version, znode.mzxid) == (text, -1, 0)
+        replica.tree.check_invariants()
+    leader, follower = cut_off_and_compact(cluster, writes=40)
+    meta, content = cluster.snapshots[leader]
+    from_the_log = decode_snapshot(content)
+    from_the_log.set_config_data(b"")
+    cluster.snapshots[leader] = (meta, encode_snapshot(from_the_log))
+    cluster.cut.discard(follower)
+    catch_up(cluster, follower, leader)
+    assert cluster.installs[follower] == 1
+    installed = cluster.replicas[follower].tree.get(CONFIG_PATH)
+    assert installed is not None and installed.data == text
+    assert_same_state(cluster, follower, leader)

@@ -9,7 +9,7 @@ import sys
 
 from corral.cli.launch import CorralServer, four_letter_word
 from corral.server.config import ServerConfig, parse_member
-from corral.server.fourletter import java_double, membership_text
+from corral.server.fourletter import java_double
 from tests.server.conftest import RunningServer, start_server, stop_server
 from tests.support.raw_client import RawClient
 
@@ -34,7 +34,7 @@ def test_membership_text_is_zookeepers_quorum_configuration() -> None:
         parse_member("server.2", "10.0.0.2:2889:3889:participant;10.0.0.9:2182"),
     )
     config = ServerConfig(members=members, my_id=1)
-    assert membership_text(config) == (
+    assert config.membership_text() == (
         "server.1=10.0.0.1:2888:3888:participant\n"
         "server.2=10.0.0.2:2889:3889:participant;10.0.0.9:2182\n"
         "server.3=10.0.0.3:2888:3888:observer;0.0.0.0:2183\n"

@@ -147,6 +147,10 @@ class ReplicaConfig:
     # ZooKeeper's initLimit and syncLimit, in tickTimes (docs/deploy.md has the mapping).
     init_limit_ticks: int = limits.INIT_LIMIT_DEFAULT_TICKS
     sync_limit_ticks: int = limits.SYNC_LIMIT_DEFAULT_TICKS
+    # The data of /zookeeper/config (an ensemble's membership text; b"" standalone): set
+    # on the tree at start and after every snapshot install, never logged (ZooKeeper
+    # sets it at start-up too).
+    config_znode_data: bytes = b""
 
     @property
     def is_ensemble(self) -> bool:
@@ -362,6 +366,8 @@ class Replica:
         self.config = config
         self._is_ensemble = config.is_ensemble  # asked per write; the config never changes
         self.tree = tree
+        if config.config_znode_data:
+            tree.set_config_data(config.config_znode_data)
         self.watches = WatchTable()
         self.stats = ServerStats()
         self.connections: dict[int, ConnectionInfo] = {}
@@ -1093,6 +1099,8 @@ class Replica:
             len(self.connections),
         )
         self.tree = installed
+        if self.config.config_znode_data:
+            installed.set_config_data(self.config.config_znode_data)
         self._applied_index = snapshot.meta.index
         for connection in list(self.connections.values()):
             self._close(connection, out)

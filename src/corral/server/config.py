@@ -200,6 +200,24 @@ class ServerConfig:
         """Where this server dials `member`'s quorum link."""
         return self.peer_dial_addresses.get(member.replica_id, (member.host, member.quorum_port))
 
+    def membership_text(self) -> str:
+        """The ensemble's members as ZooKeeper prints its quorum configuration (in `conf`
+        and as the data of /zookeeper/config): one
+        `server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]` line per member
+        (the client part only where the member's line gave one), then `version=` (0: the
+        static configuration; corral has no reconfig)."""
+        lines = []
+        for member in sorted(self.members, key=lambda m: m.replica_id):
+            role = "observer" if member.observer else "participant"
+            line = (
+                f"server.{member.replica_id}={member.host}:{member.quorum_port}"
+                f":{member.election_port}:{role}"
+            )
+            if member.client_port:
+                line += f";{member.client_host or '0.0.0.0'}:{member.client_port}"
+            lines.append(line + "\n")
+        return "".join(lines) + "version=0"
+
     def replica_config(self) -> ReplicaConfig:
         voters = tuple(m.replica_id for m in self.members if not m.observer)
         learners = tuple(m.replica_id for m in self.members if m.observer)
@@ -221,6 +239,7 @@ class ServerConfig:
             container_check_interval_ms=self.container_check_interval_ms,
             container_max_per_minute=self.container_max_per_minute,
             container_max_never_used_ms=self.container_max_never_used_ms,
+            config_znode_data=self.membership_text().encode() if self.is_ensemble else b"",
         )
 
     @property

@@ -268,28 +268,10 @@ def conf_pairs(view: ServerView) -> list[tuple[str, int | str]]:
     return pairs
 
 
-def membership_text(config: ServerConfig) -> str:
-    """The ensemble's members as ZooKeeper prints its quorum configuration: one
-    `server.N=host:quorumPort:electionPort:role[;clientHost:clientPort]` line per member
-    (the client part only where the member's line gave one), then `version=` (0: the
-    static configuration; corral has no reconfig)."""
-    lines = []
-    for member in sorted(config.members, key=lambda m: m.replica_id):
-        role = "observer" if member.observer else "participant"
-        line = (
-            f"server.{member.replica_id}={member.host}:{member.quorum_port}"
-            f":{member.election_port}:{role}"
-        )
-        if member.client_port:
-            line += f";{member.client_host or '0.0.0.0'}:{member.client_port}"
-        lines.append(line + "\n")
-    return "".join(lines) + "version=0"
-
-
 def _conf(view: ServerView) -> str:
     text = "".join(f"{key}={value}\n" for key, value in conf_pairs(view))
     if view.config.is_ensemble:
-        text += "membership: \n" + membership_text(view.config) + "\n"
+        text += "membership: \n" + view.config.membership_text() + "\n"
     return text
 
 

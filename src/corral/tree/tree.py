@@ -237,6 +237,16 @@ class DataTree:
         self._init_special_nodes()
         self.sessions: Mapping[int, SessionInfo] = MappingProxyType(self._sessions)
 
+    def set_config_data(self, data: bytes) -> None:
+        """The data of /zookeeper/config: an ensemble's membership text, set by the
+        replica at start and after a snapshot install, not by a txn. Data version -1 as
+        in ZooKeeper; zxids and times stay 0 (ZooKeeper stamps the start-up time as
+        mtime, which would differ between members)."""
+        assert self._undo_log is None, "not inside a multi"
+        znode = self._nodes[CONFIG_PATH]
+        self._replace_data(CONFIG_PATH, znode, data)
+        znode.version = -1
+
     def _init_special_nodes(self) -> None:
         # §1.1: all zxids and times 0, empty (not null) data; children are attached
         # without counting creations, hence the negative visible cversions.
