@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from corral.cli.launch import free_port
+from corral.cli.launch import free_ports
 from corral.server import peers
 from corral.server.peers import PeerAddress, PeerTransport, membership_fingerprint
 from tests.support.faultproxy import FaultNetwork
@@ -75,7 +75,7 @@ async def until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> boo
 
 def test_payloads_flow_both_ways_in_order() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port(), 3: free_port()}
+        ports = dict(zip((1, 2, 3), free_ports(3), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         transports = [make(rid, ports, b"s3cret", inbox) for rid in ports]
         async with running(*transports):
@@ -100,7 +100,7 @@ def test_payloads_flow_both_ways_in_order() -> None:
 
 def test_a_replica_with_another_secret_gets_nothing_through() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         good = make(1, ports, b"right", inbox)
         intruder = make(2, ports, b"wrong", inbox)
@@ -117,7 +117,7 @@ def test_a_replica_with_another_secret_gets_nothing_through() -> None:
 
 def test_links_come_back_after_a_peer_restarts() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         first = make(1, ports, b"k", inbox, backoff_max_ms=200)
         async with running(first):
@@ -138,7 +138,7 @@ def test_links_come_back_after_a_peer_restarts() -> None:
 
 def test_a_full_queue_drops_instead_of_growing() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         lonely = make(1, ports, b"k", inbox, queue_frames_max=10)
         async with running(lonely):  # replica 2 never starts
@@ -161,7 +161,7 @@ def test_oversized_payload_is_refused_locally() -> None:
 
 def test_a_peer_dialled_through_a_relay_is_known_by_its_id() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         with FaultNetwork() as network:
             relay = network.add_link(1, 2, ports[2])
@@ -180,7 +180,7 @@ def test_a_peer_dialled_through_a_relay_is_known_by_its_id() -> None:
 
 def test_a_member_with_another_member_list_is_refused_despite_the_secret() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         good = make(1, ports, b"k", inbox)
         # Replica 2 believes the ensemble is 1, 2 and an observer 3.
@@ -217,7 +217,7 @@ async def _hello(
 
 def test_an_impostor_without_the_secret_cannot_pass_the_challenge() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port(), 3: free_port()}
+        ports = dict(zip((1, 2, 3), free_ports(3), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         victim = make(1, ports, b"k", inbox)
         async with running(victim):
@@ -242,7 +242,7 @@ def test_an_impostor_without_the_secret_cannot_pass_the_challenge() -> None:
 
 def test_a_recorded_link_cannot_be_replayed() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         with FaultNetwork() as network:
             relay = network.add_link(2, 1, ports[1])
@@ -268,7 +268,7 @@ def test_a_recorded_link_cannot_be_replayed() -> None:
 
 def test_a_changed_or_repeated_frame_closes_the_link() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         target = make(1, ports, b"k", inbox)
         async with running(target):
@@ -296,7 +296,7 @@ def test_a_changed_or_repeated_frame_closes_the_link() -> None:
 
 def test_a_peer_that_stops_is_reported_lost_once_and_not_when_we_stop() -> None:
     async def scenario() -> None:
-        ports = {1: free_port(), 2: free_port()}
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
         inbox: list[tuple[int, int, bytes]] = []
         lost: list[int] = []
         first = make(1, ports, b"k", inbox, on_link_lost=lost.append)
