@@ -28,6 +28,7 @@ from corral.tree.txn import (
     encode_entry_data,
     encode_identities,
     encode_txn,
+    new_client_txn,
 )
 from tests.protocol.strategies import INT32, INT64, TEXT, ids, request_for
 
@@ -117,6 +118,34 @@ def test_client_txn_checks_opcode_and_request_type() -> None:
             identities=(),
             time_ms=0,
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(txn=client_txns)
+def test_new_client_txn_is_the_record(txn: ClientTxn) -> None:
+    built = new_client_txn(
+        txn.session_id, txn.opcode, txn.request, txn.identities, txn.time_ms, b"r", b"i"
+    )
+    assert built == txn
+    assert (built.request_bytes, built.identities_bytes) == (b"r", b"i")
+    assert hash(built) == hash(txn)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.session_id = 2  # type: ignore[misc]
+
+
+def test_new_client_txn_checks_as_the_record() -> None:
+    delete = DeleteRequest(path="/a", version=-1)
+    for opcode, request, identities in (
+        (OpCode.GET_DATA, None, ()),
+        (OpCode.CREATE, delete, ()),
+        (OpCode.DELETE, delete, (Id(scheme="ip", id="1.2.3.4"),) * 100),
+    ):
+        with pytest.raises(LocalProtocolError):
+            ClientTxn(
+                session_id=1, opcode=opcode, request=request, identities=identities, time_ms=0
+            )
+        with pytest.raises(LocalProtocolError):
+            new_client_txn(1, opcode, request, identities, 0, None, None)
 
 
 def test_session_password_must_be_16_bytes() -> None:

@@ -91,6 +91,7 @@ from corral.protocol.records import (
     WatcherEvent,
     WatchesRequest,
     WhoAmIResponse,
+    slot_constructor,
 )
 from corral.replica.expiry import ExpiryTracker
 from corral.replica.messages import (
@@ -117,10 +118,13 @@ from corral.tree.txn import (
     decode_txn,
     encode_entry_data,
     encode_identities,
+    new_client_txn,
 )
 from corral.tree.watches import WatchKind, WatchTable
 
 _INVALID_PASSWORD = bytes(limits.PASSWORD_SIZE)
+# Origin(replica_id, token) through its slots: one per write (records.slot_constructor).
+_new_origin = slot_constructor(Origin)
 
 # Logging is the one output that is not in the Outbox: it changes no state and needs no order.
 log = logging.getLogger("corral.replica")
@@ -714,14 +718,14 @@ class Replica:
                     identities,
                     encode_identities(identities),
                 )
-            txn = ClientTxn(
-                session_id=session_id,
-                opcode=opcode,
-                request=event.request,
-                identities=identities,
-                time_ms=wall_ms,
-                request_bytes=event.request_bytes,
-                identities_bytes=encoded[1],
+            txn = new_client_txn(
+                session_id,
+                opcode,
+                event.request,
+                identities,
+                wall_ms,  # time_ms
+                event.request_bytes,
+                encoded[1],  # identities_bytes
             )
             if opcode == OpCode.CLOSE_SESSION:
                 self._closing_sessions.add(session_id)
@@ -986,7 +990,7 @@ class Replica:
     ) -> None:
         token = self._next_token
         self._next_token += 1
-        data = encode_entry_data(txn, Origin(replica_id=self.config.replica_id, token=token))
+        data = encode_entry_data(txn, _new_origin(self.config.replica_id, token))
         self._record_proposal(len(data))
         if self._raft.role is Role.LEADER:
             index = self._raft.propose(data)

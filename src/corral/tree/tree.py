@@ -634,7 +634,8 @@ class DataTree:
         stats_of = quota.quota_path_of(path, quota.STATS_NODE)
         if stats_of is not None:
             self._recompute_quota(stats_of)
-        self._quota_update(path, bytes_delta=znode.data_length, count_delta=1)
+        if self._quota_paths:  # (the guards before the quota calls spare a call per write)
+            self._quota_update(path, bytes_delta=znode.data_length, count_delta=1)
         self._events.append(_new_event(EventType.NODE_CREATED, path, znode.acl))
         self._events.append(_new_event(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl))
 
@@ -642,7 +643,8 @@ class DataTree:
         znode = self._detach(path, ctx)
         parent_path = _parent_of(path)
         parent = self._nodes[parent_path]
-        self._quota_update(path, bytes_delta=-znode.data_length, count_delta=-1)
+        if self._quota_paths:
+            self._quota_update(path, bytes_delta=-znode.data_length, count_delta=-1)
         self._events.append(_new_event(EventType.NODE_DELETED, path, znode.acl))
         self._events.append(_new_event(EventType.NODE_CHILDREN_CHANGED, parent_path, parent.acl))
 
@@ -813,7 +815,9 @@ class DataTree:
         if parent.is_ephemeral:
             return ErrorCode.NO_CHILDREN_FOR_EPHEMERALS, None
         data_length = 0 if request.data is None else len(request.data)
-        if self._quota_exceeded(path, bytes_delta=data_length, count_delta=1):
+        if self.enforce_quota and self._quota_exceeded(
+            path, bytes_delta=data_length, count_delta=1
+        ):
             return ErrorCode.QUOTA_EXCEEDED, None
         # The opcode, not the flags, makes containers and TTL nodes; create/create2 with
         # flags 4 make a plain persistent node (§6.2).
@@ -866,13 +870,16 @@ class DataTree:
         if not self._allowed(znode.acl, Perm.WRITE, ctx):
             return ErrorCode.NO_AUTH, None
         new_length = 0 if request.data is None else len(request.data)
-        if self._quota_exceeded(path, bytes_delta=new_length - znode.data_length, count_delta=0):
+        if self.enforce_quota and self._quota_exceeded(
+            path, bytes_delta=new_length - znode.data_length, count_delta=0
+        ):
             return ErrorCode.QUOTA_EXCEEDED, None
         if request.version != ANY_VERSION and request.version != znode.version:
             return ErrorCode.BAD_VERSION, None
         old_length = znode.data_length
         self._write_data(path, znode, request.data, ctx)
-        self._quota_update(path, bytes_delta=new_length - old_length, count_delta=0)
+        if self._quota_paths:
+            self._quota_update(path, bytes_delta=new_length - old_length, count_delta=0)
         self._events.append(_new_event(EventType.NODE_DATA_CHANGED, path, znode.acl))
         return ErrorCode.OK, _new_stat_response(znode.stat())
 

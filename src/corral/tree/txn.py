@@ -70,6 +70,52 @@ class ClientTxn:
             )
 
 
+_new_object = object.__new__
+(
+    _set_session_id,
+    _set_opcode,
+    _set_request,
+    _set_identities,
+    _set_time_ms,
+    _set_request_bytes,
+    _set_identities_bytes,
+) = (
+    getattr(ClientTxn, name).__set__
+    for name in (
+        "session_id",
+        "opcode",
+        "request",
+        "identities",
+        "time_ms",
+        "request_bytes",
+        "identities_bytes",
+    )
+)
+
+
+def new_client_txn(
+    session_id: int,
+    opcode: int,
+    request: Record | None,
+    identities: tuple[Id, ...],
+    time_ms: int,
+    request_bytes: bytes | None,
+    identities_bytes: bytes | None,
+) -> ClientTxn:
+    """`ClientTxn(...)`, checks included, built through its slots: the frozen __init__
+    (object.__setattr__ per field) cost more than the rest of queueing a write."""
+    txn = _new_object(ClientTxn)
+    _set_session_id(txn, session_id)
+    _set_opcode(txn, opcode)
+    _set_request(txn, request)
+    _set_identities(txn, identities)
+    _set_time_ms(txn, time_ms)
+    _set_request_bytes(txn, request_bytes)
+    _set_identities_bytes(txn, identities_bytes)
+    txn.__post_init__()
+    return txn
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateSessionTxn:
     session_id: int
