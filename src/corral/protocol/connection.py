@@ -141,12 +141,13 @@ class ServerConnection:
         self._frames.feed(data)
 
     def next_event(self) -> ServerEvent:
-        if self._state is _ServerState.DONE:
-            return PEER_CLOSED if self._peer_closed else NEED_DATA
-        if self._state is _ServerState.AWAITING_CONNECT:
-            event = self._next_handshake_event()
-        else:
+        state = self._state
+        if state is _ServerState.CONNECTED:  # the usual case first: once per request
             event = self._next_request_event()
+        elif state is _ServerState.DONE:
+            return PEER_CLOSED if self._peer_closed else NEED_DATA
+        else:
+            event = self._next_handshake_event()
         if event is NEED_DATA and self._peer_closed:
             self._state = _ServerState.DONE
             return PEER_CLOSED

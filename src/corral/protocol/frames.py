@@ -16,43 +16,81 @@ _LENGTH = struct.Struct(">i")
 
 
 class FrameBuffer:
-    __slots__ = ("_buf", "_frame_size_max")
+    """Buffered bytes as `_data[_start:]`, or in `_partial` while a long frame arrives.
+
+    Whole frames are sliced out of the received bytes (one copy each) and the start
+    moves on; nothing is deleted from the front. What is left of a read (part of a
+    frame) is joined with the next read. A frame that needs many reads (a large value)
+    grows in the bytearray `_partial` until it is whole: joining bytes at every read
+    would copy it again and again.
+    """
+
+    __slots__ = ("_data", "_frame_size_max", "_partial", "_partial_needed", "_start")
 
     def __init__(self, frame_size_max: int = FRAME_SIZE_MAX) -> None:
-        self._buf = bytearray()
+        self._data = b""
+        self._start = 0
+        self._partial = bytearray()
+        self._partial_needed = 0  # bytes `_partial` must hold for its frame to be whole
         self._frame_size_max = frame_size_max
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if self._partial:
+            self._partial += data
+            if len(self._partial) >= self._partial_needed:
+                self._flatten()
+            return
+        left = len(self._data) - self._start
+        if left == 0:
+            self._data, self._start = bytes(data), 0
+            return
+        if left >= 4:
+            (size,) = _LENGTH.unpack_from(self._data, self._start)
+            if 0 <= size <= self._frame_size_max and left + len(data) < 4 + size:
+                # The frame is not whole yet: gather it until it is.
+                self._partial += memoryview(self._data)[self._start :]
+                self._partial += data
+                self._partial_needed = 4 + size
+                self._data, self._start = b"", 0
+                return
+        self._data, self._start = self._data[self._start :] + data, 0
+
+    def _flatten(self) -> None:
+        if self._partial:
+            self._data, self._start = bytes(self._partial), 0
+            self._partial = bytearray()
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return len(self._data) - self._start + len(self._partial)
 
     def peek(self, size: int) -> bytes | None:
         """The first `size` buffered bytes without consuming them, or None if fewer."""
-        if len(self._buf) < size:
+        self._flatten()
+        if len(self._data) - self._start < size:
             return None
-        return bytes(self._buf[:size])
+        return self._data[self._start : self._start + size]
 
     def take(self, size: int) -> bytes | None:
-        if len(self._buf) < size:
-            return None
-        data = bytes(self._buf[:size])
-        del self._buf[:size]
+        data = self.peek(size)
+        if data is not None:
+            self._start += size
         return data
 
     def next_frame(self) -> bytes | None:
         """The next whole frame's payload, or None until more data arrives."""
-        if len(self._buf) < 4:
+        if self._partial:
+            return None  # feed() makes it `_data` as soon as the frame is whole
+        data, start = self._data, self._start
+        if len(data) - start < 4:
             return None
-        (size,) = _LENGTH.unpack_from(self._buf, 0)
+        (size,) = _LENGTH.unpack_from(data, start)
         if not 0 <= size <= self._frame_size_max:
             raise FrameError(f"frame length {size} outside [0, {self._frame_size_max}]")
-        if len(self._buf) < 4 + size:
+        end = start + 4 + size
+        if len(data) < end:
             return None
-        payload = bytes(self._buf[4 : 4 + size])
-        del self._buf[: 4 + size]
-        return payload
+        self._start = end
+        return data[start + 4 : end]
 
 
 def frame(payload: bytes, frame_size_max: int = FRAME_SIZE_MAX) -> bytes:

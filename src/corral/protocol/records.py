@@ -948,11 +948,18 @@ def _fast_path_watch(build: Callable[[str, bool], Record]) -> FastDecoder:
     """exists, getData, getChildren, getChildren2: a path and a watch flag."""
 
     def decode(data: bytes, offset: int) -> tuple[Record, int] | None:
-        path = _fast_path(data, offset)
-        if path is None or path[1] >= len(data):
+        # _fast_path inlined: these are the most frequent requests.
+        if offset + 4 > len(data):
             return None
-        end = path[1]
-        return build(path[0], data[end] != 0), end + 1
+        (size,) = _LENGTH.unpack_from(data, offset)
+        start = offset + 4
+        end = start + size
+        if size < 0 or end >= len(data):  # the watch flag follows the path
+            return None
+        raw = data[start:end]
+        if not raw.isascii():
+            return None
+        return build(raw.decode("ascii"), data[end] != 0), end + 1
 
     return decode
 
