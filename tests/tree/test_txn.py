@@ -67,7 +67,11 @@ def test_round_trip_is_exact(txn: Txn) -> None:
 @settings(max_examples=200, deadline=None)
 @given(txn=client_txns, token=INT64)
 def test_given_identities_bytes_encode_the_same(txn: ClientTxn, token: int) -> None:
-    given = dataclasses.replace(txn, identities_bytes=encode_identities(txn.identities))
+    given = dataclasses.replace(
+        txn,
+        identities_bytes=encode_identities(txn.identities),
+        request_bytes=None if txn.request is None else txn.request.to_bytes(),
+    )
     assert given == txn  # not part of the txn's value
     assert encode_txn(given) == encode_txn(txn)
     origin = Origin(replica_id=3, token=token)

@@ -223,10 +223,6 @@ def _event_frame(event_type: int, path: str, zxid: int) -> bytes:
     )
 
 
-def _is_waiting(pending: _Pending) -> bool:
-    return pending.phase is _Phase.PROPOSED
-
-
 class _Phase(enum.Enum):
     """Where a queued request stands."""
 
@@ -236,7 +232,8 @@ class _Phase(enum.Enum):
     DONE = "done"  # its frames are ready to go
 
 
-@dataclass(slots=True, kw_only=True)
+# Not kw_only: one is built per request, positionally (a keyword call costs ~50% more).
+@dataclass(slots=True)
 class _Pending:
     xid: int
     opcode: int
@@ -691,13 +688,8 @@ class Replica:
                 # A follower tells the leader (which owns expiry) at its next tick.
                 self._touched[session_id] = connection.timeout_ms
         opcode = event.opcode
-        pending = _Pending(
-            xid=event.xid,
-            opcode=opcode,
-            request=event.request,
-            received_ms=now_ms,
-            phase=_Phase.DEFERRED,
-        )
+        # xid, opcode, request, received_ms, phase
+        pending = _Pending(event.xid, opcode, event.request, now_ms, _Phase.DEFERRED)
         connection.queue.append(pending)
         if opcode == OpCode.DELETE_CONTAINER:
             # Internal to the reaper; ZooKeeper 3.9 would run it without any check.
@@ -1409,7 +1401,7 @@ class Replica:
                 return
             if phase is _Phase.DEFERRED:
                 self._evaluate(connection, pending, out)
-                if _is_waiting(pending):
+                if pending.phase is _Phase.PROPOSED:
                     return  # a follower's sync waits for its read index
                 if connection.closing:
                     return  # a sync with no leader to ask closed it (and emptied the queue)

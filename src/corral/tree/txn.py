@@ -158,6 +158,7 @@ _ORIGIN_TAG = struct.Struct(">iiq")  # ORIGIN, replica id, token
 _CLIENT_HEAD = struct.Struct(">iqii")  # CLIENT, session id, opcode, identity count
 _CLIENT_HEAD_NO_IDENTITIES = struct.Struct(">iqiiq")  # the same, then time_ms
 _TIME = struct.Struct(">q")
+_TAGGED_CLIENT_HEAD = struct.Struct(">iiqiqii")  # _ORIGIN_TAG, then _CLIENT_HEAD
 
 
 def encode_identities(identities: tuple[Id, ...]) -> bytes:
@@ -232,10 +233,25 @@ def encode_entry_data(txn: Txn, origin: Origin | None) -> bytes:
     """A NORMAL entry's data: the txn, after an origin tag when there is one."""
     if origin is None:
         return encode_txn(txn)
-    tag = _ORIGIN_TAG.pack(TxnKind.ORIGIN, origin.replica_id, origin.token)
     if isinstance(txn, ClientTxn):
-        return _encode_client_txn(txn, tag)
-    return tag + encode_txn(txn)
+        identities = txn.identities_bytes
+        request = txn.request_bytes
+        if txn.identities and identities is not None and request is not None:
+            # A client write as the replica proposes it: every part at hand, one pack.
+            head = _TAGGED_CLIENT_HEAD.pack(
+                TxnKind.ORIGIN,
+                origin.replica_id,
+                origin.token,
+                TxnKind.CLIENT,
+                txn.session_id,
+                txn.opcode,
+                len(txn.identities),
+            )
+            return b"".join((head, identities, _TIME.pack(txn.time_ms), request))
+        return _encode_client_txn(
+            txn, _ORIGIN_TAG.pack(TxnKind.ORIGIN, origin.replica_id, origin.token)
+        )
+    return _ORIGIN_TAG.pack(TxnKind.ORIGIN, origin.replica_id, origin.token) + encode_txn(txn)
 
 
 def decode_origin(data: bytes) -> Origin | None:
