@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from corral.consensus.types import Entry, EntryKind, HardState
@@ -37,6 +38,8 @@ class _RecordingFile:
 
     def fsync(self) -> None:
         self._fs.fsync_threads.append(threading.get_ident())
+        if self._fs.on_fsync is not None:
+            self._fs.on_fsync()
         if self._fs.slow_fsyncs > 0:
             self._fs.slow_fsyncs -= 1
             time.sleep(SLOW_S * 2)
@@ -60,6 +63,7 @@ class RecordingFileSystem(MemoryFileSystem):
         super().__init__()
         self.fsync_threads: list[int] = []
         self.slow_fsyncs = 0
+        self.on_fsync: Callable[[], None] | None = None
 
     def open(self, path: str, *, create: bool) -> File:
         return _RecordingFile(super().open(path, create=create), self)
@@ -185,3 +189,49 @@ def test_no_quiet_write_while_the_io_thread_has_a_job() -> None:
     assert wal.last_index() == 2
     wal.close()
     assert places == ["io", "loop"]
+
+
+def test_start_begins_the_write_before_persist_waits_for_it() -> None:
+    # The server starts a batch as the replica hands it out, then applies the previous
+    # batch's entries while the disk works; persist() only waits for the write.
+    fs = RecordingFileSystem()
+    fs.makedirs("/data")
+    wal = open_wal(fs, "/data", snapshot=None, segment_size_bytes=1 << 20)
+    wal.append_sync((), HardState(term=1, vote=1, commit=0))
+    in_fsync = threading.Event()
+    release = threading.Event()
+    blocking = _BlockingFsync(fs, in_fsync, release)
+
+    async def run() -> None:
+        with ThreadPoolExecutor(max_workers=1) as io:
+            durable = DurableLog(wal, io, "/data", inline_write_slow_s=SLOW_S)
+            persist = _persist(1, 3)
+            blocking.armed = True
+            durable.start(persist)
+            # The IO thread is in the batch's fsync while the event loop goes on.
+            assert await asyncio.to_thread(in_fsync.wait, 10)
+            assert wal.last_index() == 0  # not visible before it is durable
+            release.set()
+            await durable.persist(persist)
+            assert wal.last_index() == 3
+
+    asyncio.run(run())
+    wal.close()
+
+
+class _BlockingFsync:
+    """Makes the next fsync of `fs` (once armed) wait for `release`."""
+
+    def __init__(
+        self, fs: RecordingFileSystem, entered: threading.Event, release: threading.Event
+    ) -> None:
+        self.armed = False
+        self._entered = entered
+        self._release = release
+        fs.on_fsync = self._on_fsync
+
+    def _on_fsync(self) -> None:
+        if self.armed:
+            self.armed = False
+            self._entered.set()
+            self._release.wait(10)

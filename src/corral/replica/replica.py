@@ -414,6 +414,11 @@ class Replica:
         self._sync_targets: list[tuple[int, int, _Pending]] = []  # (index, connection, pending)
         self._applied_index = tree.last_zxid
         self._persist_in_flight: tuple[int, Ready] | None = None
+        # The driver's hook, called with each Persist as it is handed out, before the
+        # replica applies what the previous persist committed: a driver that writes on
+        # another thread starts the write there, so the disk works while the replica
+        # applies (the Persist still comes in the Outbox as usual). None: no hook.
+        self.persist_hook: Callable[[Persist], None] | None = None
         self._installing: DataTree | None = None  # decoded from the snapshot in flight
         self._lazy_hard_state: HardState | None = None  # a commit-only change not on disk yet
         self._proposal_sizes = (0, 0, 0)  # bytes of proposed entries: last, min, max
@@ -1011,15 +1016,8 @@ class Replica:
         """Move Ready batches out of the consensus core until one needs persisting."""
         while self._persist_in_flight is None and self._raft.has_ready():
             ready = self._raft.ready()
-            for entry in ready.committed_entries:
-                self._apply(entry, out)
-            for read_state in ready.read_states:
-                waiter = self._syncs.pop(read_state.request_id, None)
-                if waiter is not None:
-                    self._sync_targets.append((read_state.index, waiter[0], waiter[1]))
-            self._release_syncs(out)
-            out.snapshot_sends.extend(ready.snapshot_sends)
             hard_state = ready.hard_state or self._lazy_hard_state
+            persist = None
             if (
                 ready.entries
                 or ready.snapshot is not None
@@ -1031,16 +1029,30 @@ class Replica:
                     self._installing = self._decode(ready.snapshot)
                 self._persist_token += 1
                 assert out.persist is None
-                out.persist = Persist(
+                persist = Persist(
                     token=self._persist_token,
                     entries=ready.entries,
                     hard_state=hard_state,
                     must_sync=ready.must_sync,
                     snapshot=ready.snapshot,
                 )
+                out.persist = persist
+                self._persist_in_flight = (self._persist_token, ready)
+                if self.persist_hook is not None:
+                    # Before applying: the new entries do not depend on what is applied
+                    # (committed entries are durable already), so the write can start now.
+                    self.persist_hook(persist)
+            for entry in ready.committed_entries:
+                self._apply(entry, out)
+            for read_state in ready.read_states:
+                waiter = self._syncs.pop(read_state.request_id, None)
+                if waiter is not None:
+                    self._sync_targets.append((read_state.index, waiter[0], waiter[1]))
+            self._release_syncs(out)
+            out.snapshot_sends.extend(ready.snapshot_sends)
+            if persist is not None:
                 self._lazy_hard_state = None
                 self._queue_messages(ready.messages, out)
-                self._persist_in_flight = (self._persist_token, ready)
                 self._notice_leader(out)
                 return
             # Only the commit index moved (must_sync is False): it need not be on disk

@@ -50,7 +50,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import corral
 from corral.consensus.types import Snapshot, SnapshotMeta
@@ -103,18 +103,29 @@ class DurableLog:
         self._data_dir = data_dir
         self._inline_write_slow_s = inline_write_slow_s
         self._io_jobs = 0  # submitted to the IO thread and not finished
+        # The batch `start` began: (persist token, batch, its write on the IO thread or
+        # None when it was written on the loop).
+        self._started: tuple[int, Batch, asyncio.Future[None] | None] | None = None
         self._last_write_s = 0.0  # how long the last batch took to write (and fsync)
+
+    def _submit(self, job: Callable[[], _T]) -> asyncio.Future[_T]:
+        self._io_jobs += 1
+        future = asyncio.get_running_loop().run_in_executor(self._io, job)
+        future.add_done_callback(self._io_job_done)
+        return future
+
+    def _io_job_done(self, _: asyncio.Future[Any]) -> None:
+        self._io_jobs -= 1
 
     async def on_io_thread(self, job: Callable[[], _T]) -> _T:
         """Run `job` on the IO thread (every file operation but the quiet writes)."""
-        self._io_jobs += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._io, job)
-        finally:
-            self._io_jobs -= 1
+        return await self._submit(job)
 
-    async def persist(self, persist: Persist, *, quiet: bool = False) -> None:
-        """Write (and fsync) one batch; `quiet`: nothing else is waiting to be served.
+    def start(self, persist: Persist, *, quiet: bool = False) -> None:
+        """Begin writing `persist`'s batch now; `persist(persist)` then waits for it.
+        The server calls it as soon as the replica hands the persist out (before the
+        replica applies what the previous batch committed), so the disk and the event
+        loop work at the same time. `quiet`: nothing else is waiting to be served.
 
         A quiet, small batch that appends to the current segment is written on the
         event loop: with one client waiting for one write, handing the fsync to the IO
@@ -122,15 +133,13 @@ class DurableLog:
         GIL, the loop's wake-up), and the loop has nothing else to do meanwhile. Under
         load (batches of several entries, or other requests arriving), and after a slow
         write (a disk whose fsync takes over INLINE_WRITE_SLOW_S), batches go to the IO
-        thread so that reads are served during the fsync.
+        thread so that reads are served during the fsync. A persist that installs a
+        snapshot is written by `persist` itself (the snapshot file goes first).
         """
+        assert self._started is None, "one batch at a time"
+        if persist.snapshot is not None:
+            return
         wal = self.storage
-        snapshot = persist.snapshot
-        if snapshot is not None:
-            # The order makes a crash anywhere recover a consistent state (wal.py):
-            # new segment after the snapshot, then the snapshot file, then memory.
-            await self.on_io_thread(lambda: self._install_files(snapshot))
-            wal.installed(snapshot.meta)
         batch = wal.make_batch(persist.entries, persist.hard_state, persist.must_sync)
         if (
             quiet
@@ -140,8 +149,33 @@ class DurableLog:
             and wal.fits(batch)
         ):
             self._timed_write(batch)
+            self._started = (persist.token, batch, None)
         else:
+            self._started = (persist.token, batch, self._submit(lambda: self._timed_write(batch)))
+
+    async def persist(self, persist: Persist, *, quiet: bool = False) -> None:
+        """Write (and fsync) one batch, or wait for the write `start` began."""
+        wal = self.storage
+        snapshot = persist.snapshot
+        if snapshot is not None:
+            # The order makes a crash anywhere recover a consistent state (wal.py):
+            # new segment after the snapshot, then the snapshot file, then memory.
+            await self.on_io_thread(lambda: self._install_files(snapshot))
+            wal.installed(snapshot.meta)
+            batch = wal.make_batch(persist.entries, persist.hard_state, persist.must_sync)
             await self.on_io_thread(lambda: self._timed_write(batch))
+            wal.written(batch)
+            return
+        if self._started is None:
+            self.start(persist, quiet=quiet)
+        assert self._started is not None
+        token, batch, writing = self._started
+        assert token == persist.token, (token, persist.token)
+        try:
+            if writing is not None:
+                await writing
+        finally:
+            self._started = None
         wal.written(batch)
 
     def _timed_write(self, batch: Batch) -> None:

@@ -47,7 +47,7 @@ from corral.protocol.connection import (
 from corral.protocol.constants import OpCode
 from corral.protocol.errors import RemoteProtocolError
 from corral.replica.messages import encode_snapshot_chunks
-from corral.replica.outbox import Outbox
+from corral.replica.outbox import Outbox, Persist
 from corral.replica.replica import Replica
 from corral.server import fourletter
 from corral.server.admin import AdminServer, AdminServerError, start_admin_server
@@ -214,6 +214,7 @@ class Server:
             wall_ms=wall_ms(),
             check_invariants=False,
         )
+        self.replica.persist_hook = self._start_persist
         if self.config.is_ensemble:
             me = next(m for m in self.config.members if m.replica_id == self.config.my_id)
             self._peers = PeerTransport(
@@ -583,11 +584,7 @@ class Server:
         while True:
             out = await self._persist_queue.get()
             assert out.persist is not None
-            # Quiet: the only requests since the last batch are the writes in this one.
-            received = self.replica.stats.packets_received
-            quiet = received - self._received_at_last_persist <= len(out.persist.entries)
-            self._received_at_last_persist = received
-            await self._log.persist(out.persist, quiet=quiet)
+            await self._log.persist(out.persist)  # begun by _start_persist
             if out.persist.snapshot is not None:
                 self._snapshotter.note_installed(out.persist.snapshot.meta)
             self._send_to_peers(out.send)  # votes and appends only once durable
@@ -597,6 +594,16 @@ class Server:
                 self._snapshotter.maybe_snapshot(self.replica.snapshot_meta(), self._tasks)
             if self._persist_queue.empty():
                 self._log_idle.set()
+
+    def _start_persist(self, persist: Persist) -> None:
+        """The replica's persist hook: start writing the batch at once, before the
+        replica applies what the previous one committed (the log writer task waits for
+        it and tells the replica)."""
+        # Quiet: the only requests since the last batch are the writes in this one.
+        received = self.replica.stats.packets_received
+        quiet = received - self._received_at_last_persist <= len(persist.entries)
+        self._received_at_last_persist = received
+        self._log.start(persist, quiet=quiet)
 
     def _write_frames(self, frames: list[tuple[int, bytes]]) -> None:
         """Queue frames; they go out in one write per connection per loop iteration.
