@@ -81,3 +81,12 @@ def test_peek_and_take_see_a_partly_received_frame() -> None:
     assert buffer.peek(12) == stream[:12]
     assert buffer.take(4) == stream[:4]
     assert len(buffer) == 16
+
+
+def test_a_taken_read_is_not_kept() -> None:
+    # An idle connection must not hold on to its last read (it may be a large frame).
+    buffer = FrameBuffer()
+    read = frame(b"v" * 10_000)
+    buffer.feed(read)
+    assert buffer.next_frame() == b"v" * 10_000
+    assert buffer._data == b""

@@ -89,7 +89,12 @@ class FrameBuffer:
         end = start + 4 + size
         if len(data) < end:
             return None
-        self._start = end
+        if end == len(data):
+            # All taken: let the read go now, not at the next one (an idle connection
+            # would hold its last read, up to a large value's frame, for as long).
+            self._data, self._start = b"", 0
+        else:
+            self._start = end
         return data[start + 4 : end]
 
 
