@@ -36,6 +36,7 @@ PEER_FRAME_SIZE_MAX = 16 * 1024 * 1024  # bytes in one replica-to-replica frame
 PEER_QUEUE_FRAMES_MAX = 4_096  # payloads waiting for one peer before new ones are dropped
 PEER_CONNECT_TIMEOUT_MS = 2_000
 PEER_HANDSHAKE_TIMEOUT_MS = 5_000
+PEER_HANDSHAKES_MAX = 64  # inbound handshakes under way at once; more are closed at accept
 
 # Consensus (replica-to-replica). A peer message stays well under the peer frame size.
 APPEND_ENTRIES_MAX = 1_024  # entries in one APPEND message

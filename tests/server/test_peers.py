@@ -312,3 +312,30 @@ def test_a_peer_that_stops_is_reported_lost_once_and_not_when_we_stop() -> None:
         assert lost == [2]  # stopping ourselves reports nothing
 
     asyncio.run(scenario())
+
+
+def test_connections_beyond_the_handshake_cap_are_closed_at_once() -> None:
+    # Two connections that never say HELLO fill a cap of 2: a third is closed as it
+    # arrives (counted as refused; one that timed out its handshake would not be), and
+    # once the silent ones are gone a member gets through again.
+    async def scenario() -> None:
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
+        inbox: list[tuple[int, int, bytes]] = []
+        first = make(1, ports, b"k", inbox, handshakes_max=2)
+        async with running(first):
+            silent = [await asyncio.open_connection("127.0.0.1", ports[1]) for _ in range(2)]
+            assert await until(lambda: first._handshakes == 2)
+            reader, writer = await asyncio.open_connection("127.0.0.1", ports[1])
+            assert await asyncio.wait_for(reader.read(1), WAIT_S) == b""
+            assert first.refused == 1
+            writer.close()
+            for _, silent_writer in silent:
+                silent_writer.close()
+            assert await until(lambda: first._handshakes == 0)
+            second = make(2, ports, b"k", inbox, backoff_max_ms=200)
+            async with running(second):
+                second.send(1, b"member")
+                assert await until(lambda: (1, 2, b"member") in inbox)
+            assert first.refused == 1
+
+    asyncio.run(scenario())

@@ -29,7 +29,9 @@ Rules:
   peer whose process died closes its links at once, which lets a follower notice a dead
   leader without waiting out its election timeout.
 * Every frame is bounded (PEER_FRAME_SIZE_MAX); every wait is bounded; reconnects back
-  off exponentially with jitter, up to a cap.
+  off exponentially with jitter, up to a cap. At most PEER_HANDSHAKES_MAX inbound
+  handshakes run at once: more connections are closed as they arrive, so a flood of
+  connections that never authenticate cannot pile up sockets and tasks.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class PeerTransport:
     # process may have died. Not called when a newer link from it replaced this one.
     on_link_lost: Callable[[int], None] | None = None
     queue_frames_max: int = limits.PEER_QUEUE_FRAMES_MAX
+    handshakes_max: int = limits.PEER_HANDSHAKES_MAX  # inbound, unauthenticated, at once
     backoff_min_ms: int = 50
     backoff_max_ms: int = 2_000
     rng: random.Random = field(default_factory=random.Random)
@@ -124,6 +127,8 @@ class PeerTransport:
     bound_port: int = field(init=False, default=0)
     ready: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     refused: int = field(init=False, default=0)  # inbound links refused (bad handshake/frame)
+    _handshakes: int = field(init=False, default=0)  # inbound handshakes under way
+    _busy_logged: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         assert self.replica_id not in self.peers, self.replica_id
@@ -279,9 +284,30 @@ class PeerTransport:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
+        if self._handshakes >= self.handshakes_max:
+            # Anyone can connect; only members get past the handshake. Connections that
+            # never finish it would each hold a socket and a task for the handshake
+            # timeout: beyond the cap they are closed at once (members dial again).
+            self.refused += 1
+            if not self._busy_logged:
+                self._busy_logged = True
+                log.warning(
+                    "refusing peer connections: %d handshakes already under way (from %s:%s)",
+                    self._handshakes,
+                    peer[0],
+                    peer[1],
+                )
+            writer.close()
+            return
         peer_id = 0
         try:
-            peer_id, key = await self._handshake_acceptor(reader, writer)
+            self._handshakes += 1
+            try:
+                peer_id, key = await self._handshake_acceptor(reader, writer)
+            finally:
+                self._handshakes -= 1
+                if self._handshakes < self.handshakes_max // 2:
+                    self._busy_logged = False
             previous = self._inbound.pop(peer_id, None)
             if previous is not None:
                 previous.close()
