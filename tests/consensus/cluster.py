@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from corral.consensus.log_storage import MemoryLogStorage
 from corral.consensus.raft import Raft
@@ -41,7 +42,7 @@ class Cluster:
         logs: dict[int, list[Entry]] | None = None,
         hard_states: dict[int, HardState] | None = None,
         chunk_size_bytes: int = 8,
-        **raft_options: int,
+        **raft_options: Any,  # Raft's keyword options (ints and a bool)
     ) -> None:
         self.voters = voters
         self.learners = learners

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from corral.consensus.raft import Raft
 from corral.consensus.types import Entry, EntryKind, HardState, Message, MessageKind, Ready, Role
 
 
-def _raft(storage: MemoryLogStorage | None = None, *, seed: int = 0, **kwargs: int) -> Raft:
+def _raft(storage: MemoryLogStorage | None = None, *, seed: int = 0, **kwargs: Any) -> Raft:
     return Raft(
         replica_id=1,
         voters=(1,),

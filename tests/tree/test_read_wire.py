@@ -126,7 +126,7 @@ def test_cached_children_replies_stay_within_their_byte_budget(
     assert first[1] is not None and second[1] is not None
     for request, (_, body) in ((request_a, first), (request_b, second)):
         _, expected = h.tree.read(OpCode.GET_CHILDREN, request, ids, S1)
-        assert expected is not None
+        assert body is not None and expected is not None
         assert body.to_bytes() == expected.to_bytes()
     h.delete("/a/child-0")  # frees /a's entry
     h.tree.check_invariants()
