@@ -46,6 +46,7 @@ SNAPSHOT_CHUNK_SIZE_MAX = 1_048_576  # bytes of snapshot data in one SNAPSHOT_CH
 SNAPSHOT_SIZE_MAX = 1 << 32  # bytes; a receiver assembles a snapshot in memory up to this
 # A SNAPSHOT_CHUNK payload: the chunk, its message fields and the snapshot's membership.
 SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX = SNAPSHOT_CHUNK_SIZE_MAX + 1_024
+SNAPSHOT_CHUNKS_QUEUED_MAX = 4  # chunks of a snapshot waiting for a peer link at once
 assert SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX <= PEER_FRAME_SIZE_MAX
 READS_PENDING_MAX = 100_000  # read-index requests a leader holds awaiting confirmation
 assert FRAME_SIZE_MAX <= APPEND_SIZE_MAX

@@ -10,6 +10,7 @@ its log.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import threading
 import time
@@ -20,6 +21,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
+from corral import limits
 from corral.cli.launch import CorralServer, Ensemble, four_letter_word, free_port, free_ports
 from tests.support.servers import require_zookeeper
 
@@ -300,6 +302,8 @@ def test_a_member_wiped_clean_catches_up_by_snapshot(
     try:
         for i in range(300):
             client.create(f"/before{i}", b"b%d" % i)
+        for i in range(6):  # a snapshot of several 1 MiB chunks, streamed a few at a time
+            client.create(f"/big{i}", bytes([i]) * 1_000_000)
         servers[wiped].stop(keep_workdir=True)
         data_dir = servers[wiped].data_dir
         for path in data_dir.iterdir():  # wipe everything but myid (if it is a file)
@@ -319,7 +323,12 @@ def test_a_member_wiped_clean_catches_up_by_snapshot(
         wiped_log = wait_for_log_line(servers[wiped], "installed the leader's snapshot at index")
         assert "installed snapshot" in wiped_log
         assert list((data_dir / "snapshots").glob("snapshot.*"))
-        assert "sending snapshot" in servers[leader].log_path.read_text(errors="replace")
+        leader_text = servers[leader].log_path.read_text(errors="replace")
+        sent = [
+            int(size) for size in re.findall(r"sending snapshot \d+ \((\d+) bytes\)", leader_text)
+        ]
+        # More chunks than a link may hold at once: the send was paced.
+        assert max(sent) > limits.SNAPSHOT_CHUNKS_QUEUED_MAX * limits.SNAPSHOT_CHUNK_SIZE_MAX
         client.create("/last", b"z")
         reader = client_for(servers[wiped])
         try:

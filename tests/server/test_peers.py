@@ -339,3 +339,27 @@ def test_connections_beyond_the_handshake_cap_are_closed_at_once() -> None:
             assert first.refused == 1
 
     asyncio.run(scenario())
+
+
+def test_paced_sends_wait_for_room_and_give_up_on_a_dead_link() -> None:
+    async def scenario() -> None:
+        ports = dict(zip((1, 2), free_ports(2), strict=True))
+        inbox: list[tuple[int, int, bytes]] = []
+        first = make(1, ports, b"k", inbox, backoff_max_ms=200)
+        async with running(first):
+            # Replica 2 is not running: the link never takes anything.
+            for i in range(2):
+                assert await first.send_paced(2, b"p%d" % i, queued_max=2, timeout_s=0.2)
+            assert not await first.send_paced(2, b"p2", queued_max=2, timeout_s=0.2)
+            assert first._outbound[2].queue.qsize() == 2  # no more than the window
+            second = make(2, ports, b"k", inbox)
+            async with running(second):
+                # 50 payloads through a window of 2: each waits for room, none is lost.
+                for i in range(3, 53):
+                    assert await first.send_paced(2, b"p%d" % i, queued_max=2, timeout_s=WAIT_S)
+                    assert first._outbound[2].queue.qsize() <= 2
+                assert await until(lambda: len(inbox) == 52)
+        expected = [b"p0", b"p1"] + [b"p%d" % i for i in range(3, 53)]
+        assert [payload for _, _, payload in inbox] == expected
+
+    asyncio.run(scenario())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from corral.limits import SNAPSHOT_CHUNK_SIZE_MAX
@@ -201,9 +202,15 @@ class SnapshotSend:
     meta: SnapshotMeta
 
     def chunks(self, data: bytes, chunk_size_bytes: int = SNAPSHOT_CHUNK_SIZE_MAX) -> list[Message]:
+        return list(self.iter_chunks(data, chunk_size_bytes))
+
+    def iter_chunks(
+        self, data: bytes, chunk_size_bytes: int = SNAPSHOT_CHUNK_SIZE_MAX
+    ) -> Iterator[Message]:
+        """The chunks one at a time (each copies its slice of `data` when it is made)."""
         assert 1 <= chunk_size_bytes <= SNAPSHOT_CHUNK_SIZE_MAX, chunk_size_bytes
         offsets = range(0, max(len(data), 1), chunk_size_bytes)
-        return [
+        return (
             Message(
                 kind=MessageKind.SNAPSHOT_CHUNK,
                 from_id=self.from_id,
@@ -215,7 +222,7 @@ class SnapshotSend:
                 done=offset + chunk_size_bytes >= len(data),
             )
             for offset in offsets
-        ]
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

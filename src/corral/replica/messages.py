@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from corral import limits
@@ -112,9 +113,15 @@ def encode_snapshot_chunks(send: SnapshotSend, content: bytes) -> list[tuple[int
     """(peer id, payload) for each SNAPSHOT_CHUNK that streams `content` — the content of
     the durable snapshot file for `send.meta` — to `send.to_id`. Each payload fits one
     peer frame (limits.py: SNAPSHOT_CHUNK_MESSAGE_SIZE_MAX)."""
-    return [
-        (chunk.to_id, encode_payload(RaftPayload(message=chunk))) for chunk in send.chunks(content)
-    ]
+    return list(snapshot_chunk_payloads(send, content))
+
+
+def snapshot_chunk_payloads(send: SnapshotSend, content: bytes) -> Iterator[tuple[int, bytes]]:
+    """`encode_snapshot_chunks` one payload at a time, each encoded when it is taken."""
+    return (
+        (chunk.to_id, encode_payload(RaftPayload(message=chunk)))
+        for chunk in send.iter_chunks(content)
+    )
 
 
 def _header(w: Writer, kind: PayloadKind) -> None:

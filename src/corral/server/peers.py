@@ -100,6 +100,7 @@ class _Outbound:
     connected: bool = False
     dropped: int = 0
     sent: int = 0
+    taken: asyncio.Event = field(default_factory=asyncio.Event)  # the pump took payloads
 
 
 @dataclass(slots=True)
@@ -153,6 +154,27 @@ class PeerTransport:
             link.dropped += 1
             return False
         return True
+
+    async def send_paced(
+        self, peer_id: int, payload: bytes, *, queued_max: int, timeout_s: float
+    ) -> bool:
+        """Queue `payload` once fewer than `queued_max` payloads wait for `peer_id`, so a
+        long stream (a snapshot's chunks) holds a few in memory, not all of them. False
+        if there was no room within `timeout_s` (the link is down or stuck) or the
+        payload was dropped."""
+        link = self._outbound[peer_id]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while link.queue.qsize() >= queued_max:
+            link.taken.clear()
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                return False
+            try:
+                await asyncio.wait_for(link.taken.wait(), remaining_s)
+            except TimeoutError:
+                return False
+        return self.send(peer_id, payload)
 
     def is_connected(self, peer_id: int) -> bool:
         return self._outbound[peer_id].connected
@@ -268,6 +290,7 @@ class PeerTransport:
                 batch = [payload]
                 while not link.queue.empty() and len(batch) < 256:
                     batch.append(link.queue.get_nowait())
+                link.taken.set()
                 chunks: list[bytes] = []
                 for payload in batch:
                     chunks += (_LENGTH.pack(len(payload)), payload)

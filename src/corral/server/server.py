@@ -46,7 +46,7 @@ from corral.protocol.connection import (
 )
 from corral.protocol.constants import OpCode
 from corral.protocol.errors import RemoteProtocolError
-from corral.replica.messages import encode_snapshot_chunks
+from corral.replica.messages import snapshot_chunk_payloads
 from corral.replica.outbox import Outbox, Persist
 from corral.replica.replica import Replica
 from corral.server import fourletter
@@ -561,16 +561,34 @@ class Server:
                 send.to_id,
             )
             return
-        # Encoding copies every byte: off the event loop too, for a large snapshot.
-        payloads = await asyncio.to_thread(encode_snapshot_chunks, send, content)
+        assert self._peers is not None, "only an ensemble sends snapshots"
         log.info(
-            "sending snapshot %d (%d bytes, %d chunks) to replica %d",
+            "sending snapshot %d (%d bytes) to replica %d",
             send.meta.index,
             len(content),
-            len(payloads),
             send.to_id,
         )
-        self._send_to_peers(payloads)
+        # A chunk at a time, each encoded as it goes (a copy of 1 MiB: well under a
+        # millisecond of the loop), with at most a few queued for the link: the file's
+        # content plus a few MiB in memory, not a second copy of the whole snapshot.
+        # The follower restarts a transfer stalled for initLimit x tickTime; so do we.
+        stall_s = self.config.init_limit_ticks * self.config.tick_time_ms / 1000
+        for peer_id, payload in snapshot_chunk_payloads(send, content):
+            queued = await self._peers.send_paced(
+                peer_id,
+                payload,
+                queued_max=limits.SNAPSHOT_CHUNKS_QUEUED_MAX,
+                timeout_s=stall_s,
+            )
+            if not queued:
+                log.info(
+                    "snapshot %d to replica %d stalled (no room on its link for %.0f s); "
+                    "Raft will offer it again",
+                    send.meta.index,
+                    send.to_id,
+                    stall_s,
+                )
+                return
 
     async def _resume_when_read(self, client: _Client) -> None:
         """Give the replica the next batch of a paused connection once it read this one."""
