@@ -22,7 +22,13 @@ from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
 from corral import limits
-from corral.cli.launch import CorralServer, Ensemble, four_letter_word, free_port, free_ports
+from corral.cli.launch import (
+    CorralServer,
+    Ensemble,
+    four_letter_word,
+    free_port_run,
+    free_ports,
+)
 from tests.support.servers import require_zookeeper
 
 WAIT_S = 30
@@ -139,7 +145,7 @@ def test_ensemble_up_starts_a_working_local_ensemble(tmp_path) -> None:  # type:
     import subprocess
     import sys
 
-    base = free_port()  # members use base, base+1, base+2 (free a moment ago, very likely)
+    base = free_port_run(3)  # members use base, base+1, base+2
     process = subprocess.Popen(
         [
             sys.executable,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -92,3 +93,32 @@ def test_free_ports_are_distinct_and_bindable() -> None:
     for port in ports[:4]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def test_free_ports_keep_out_of_the_ports_to_avoid() -> None:
+    taken = frozenset(free_ports(32))
+    # The OS hands out recently freed ports readily: avoiding them must still work.
+    ports = free_ports(32, avoid=taken)
+    assert len(set(ports)) == 32 and not taken & set(ports)
+
+
+def test_free_port_run_gives_consecutive_bindable_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    base = launch.free_port_run(3)
+    with contextlib.ExitStack() as stack:
+        for port in range(base, base + 3):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", port))
+    # A run with a port in use is passed over: the first two candidate bases put a busy
+    # port inside the run, the third is the OS's choice again.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        real_free_port = launch.free_port
+        candidates = iter([busy - 1, busy - 2])
+        monkeypatch.setattr(launch, "free_port", lambda: next(candidates, None) or real_free_port())
+        base = launch.free_port_run(3)
+        assert not base <= busy < base + 3
+        assert next(candidates, None) is None  # both were tried and refused

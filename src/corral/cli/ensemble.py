@@ -40,7 +40,9 @@ def add_ensemble_parser(subparsers: argparse._SubParsersAction[argparse.Argument
 
 def write_member_configs(directory: Path, size: int, base_port: int) -> list[Path]:
     """One zoo.cfg per member (server.N lines on loopback) and its myid; their paths."""
-    ports = iter(free_ports(2 * size))
+    # Quorum and election ports: free now, and none of them a member's client port.
+    client_ports = frozenset(range(base_port, base_port + size))
+    ports = iter(free_ports(2 * size, avoid=client_ports))
     peer_ports = [(next(ports), next(ports)) for _ in range(size)]
     secret_path = directory / "ensemble.secret"
     if not secret_path.exists():

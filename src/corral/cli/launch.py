@@ -70,16 +70,37 @@ def zookeeper_available() -> bool:
     return ZOOKEEPER_JAR.is_file() and java_path() is not None
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago. All are held
-    until all are chosen: separate `free_port()` calls may return the same port twice."""
+def free_ports(count: int, *, avoid: frozenset[int] = frozenset()) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago, none in
+    `avoid`. All are held until all are chosen: separate `free_port()` calls may return
+    the same port twice."""
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        for _ in range(count + len(avoid)):
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+            port = int(sock.getsockname()[1])
+            if port not in avoid:
+                ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise OSError(f"no {count} free ports outside {sorted(avoid)}")
+
+
+def free_port_run(count: int, *, attempts: int = 100) -> int:
+    """The first of `count` consecutive TCP ports on 127.0.0.1 that were all free a
+    moment ago (for `corral ensemble up --base-port`)."""
+    for _ in range(attempts):
+        base = free_port()
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # one of them is taken: try another base
+            return base
+    raise OSError(f"no run of {count} free ports found in {attempts} attempts")
 
 
 def free_port() -> int:
