@@ -187,6 +187,8 @@ class Server:
     _persist_queue: asyncio.Queue[Outbox] = field(init=False, default_factory=asyncio.Queue)
     _log_idle: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _received_at_last_persist: int = field(init=False, default=0)  # client requests
+    # Connections that sent anything since the last persist was handed out.
+    _active_since_persist: set[int] = field(init=False, default_factory=set)
     _dirty: list[_Client] = field(init=False, default_factory=list)
     _flush_scheduled: bool = field(init=False, default=False)
     bound_port: int = field(init=False, default=0)
@@ -437,6 +439,7 @@ class Server:
         client's unread output is over the high-water mark (BACKLOG), or it is DONE."""
         connection_id = client.connection_id
         codec = client.codec
+        self._active_since_persist.add(connection_id)
         # One clock reading per received chunk: the requests of one read arrived together.
         now, wall = monotonic_ms(), wall_ms()
         # The transport's buffer grows only when frames are flushed, which happens on a
@@ -617,10 +620,16 @@ class Server:
         """The replica's persist hook: start writing the batch at once, before the
         replica applies what the previous one committed (the log writer task waits for
         it and tells the replica)."""
-        # Quiet: the only requests since the last batch are the writes in this one.
+        # Quiet: one connection at most sent anything since the last batch, and the only
+        # requests since are the writes in this one. (Requests alone are not enough: a
+        # storm of new sessions sends only handshakes, and written on the loop one by
+        # one they would each wait for an fsync instead of sharing one.)
         received = self.replica.stats.packets_received
-        quiet = received - self._received_at_last_persist <= len(persist.entries)
+        quiet = len(
+            self._active_since_persist
+        ) <= 1 and received - self._received_at_last_persist <= len(persist.entries)
         self._received_at_last_persist = received
+        self._active_since_persist.clear()
         self._log.start(persist, quiet=quiet)
 
     def _write_frames(self, frames: list[tuple[int, bytes]]) -> None:
