@@ -1260,7 +1260,8 @@ class Replica:
             return
         connection.handshake_done = True
         connection.established_ms = self._now_ms
-        log.info(
+        # Debug, as in ZooKeeper 3.8: a line per session is a cost (and noise) under churn.
+        log.debug(
             "session 0x%x established for %s:%d (timeout %d ms)",
             txn.session_id,
             connection.address,
@@ -1284,7 +1285,7 @@ class Replica:
     ) -> None:
         self._closing_sessions.discard(session_id)
         self._expiry.remove(session_id)
-        log.info("session 0x%x closed", session_id)
+        log.debug("session 0x%x closed", session_id)
         owner = self._session_owner.pop(session_id, None)
         if origin is not None:
             connection_id, pending = origin
