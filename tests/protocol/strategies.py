@@ -169,3 +169,14 @@ ALL_RECORD_TYPES: list[type[Record]] = sorted(
     (t for t in Record.__subclasses__() if getattr(records, t.__name__, None) is t),
     key=lambda t: t.__name__,
 )
+
+
+def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    """`data` cut at the given offsets (taken modulo its length, sorted): how a stream
+    may arrive in reads."""
+    points = sorted({cut % (len(data) + 1) for cut in cuts})
+    pieces, start = [], 0
+    for point in [*points, len(data)]:
+        pieces.append(data[start:point])
+        start = point
+    return [piece for piece in pieces if piece]

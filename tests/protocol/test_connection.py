@@ -55,6 +55,7 @@ from .strategies import (
     ALL_RECORD_TYPES,
     INT32,
     REQUEST_OPCODES,
+    chunks,
     connect_requests,
     connect_responses,
     request_for,
@@ -90,16 +91,6 @@ def _reply_for(opcode: int) -> st.SearchStrategy[tuple[int, int, int, Record | N
 
 replies = st.sampled_from(REQUEST_OPCODES).flatmap(_reply_for)
 notifications = st.builds(WatcherEvent, type=INT32, state=INT32, path=st.text(max_size=8))
-
-
-def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
-    """`data` cut at the given offsets (taken modulo its length, sorted)."""
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    pieces, start = [], 0
-    for point in [*points, len(data)]:
-        pieces.append(data[start:point])
-        start = point
-    return [piece for piece in pieces if piece]
 
 
 def server_events(pieces: list[bytes], close: bool = True) -> list[ServerEvent]:

@@ -18,18 +18,11 @@ from hypothesis import strategies as st
 from corral.protocol.errors import FrameError
 from corral.protocol.frames import FrameBuffer, frame
 
+from .strategies import chunks
+
 payloads = st.lists(
     st.binary(max_size=64) | st.binary(min_size=1000, max_size=3000), min_size=1, max_size=6
 )
-
-
-def reads(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    pieces, start = [], 0
-    for point in [*points, len(data)]:
-        pieces.append(data[start:point])
-        start = point
-    return [piece for piece in pieces if piece]
 
 
 @settings(max_examples=200, deadline=None, print_blob=True)
@@ -39,7 +32,7 @@ def test_any_cut_gives_the_frames_in_order(frames: list[bytes], cuts: list[int])
     buffer = FrameBuffer()
     got: list[bytes] = []
     fed = 0
-    for piece in reads(stream, cuts):
+    for piece in chunks(stream, cuts):
         buffer.feed(piece)
         fed += len(piece)
         while (payload := buffer.next_frame()) is not None:
