@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from corral.sim import linearizability as lin
+from corral.sim import replicas
 from corral.sim.__main__ import main
 from corral.sim.replicas import PlantedBug, ReplicaSimResult, run_replica_simulation
 
@@ -99,3 +102,29 @@ def test_main_replays_a_seed(capsys: pytest.CaptureFixture[str]) -> None:
     assert "seed 3:" in capsys.readouterr().out
     assert main(["--replicas", "--seed", "3", "--planted", "forgetful-replica"]) == 1
     assert "VIOLATION" in capsys.readouterr().out
+
+
+def test_an_undecided_history_is_checked_again_with_a_larger_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first check gets a budget too small to decide anything (UNKNOWN); the run
+    # must check again with UNKNOWN_RETRY_BUDGET_FACTOR times the default budgets and
+    # take that verdict.
+    real_check = lin.check_history
+    budgets: list[tuple[int | None, int | None]] = []
+
+    def check(history: Any, **options: Any) -> lin.CheckResult:
+        budgets.append((options.get("steps_max"), options.get("configurations_max")))
+        if len(budgets) == 1:
+            return real_check(history, **{**options, "steps_max": 1})
+        return real_check(history, **options)
+
+    monkeypatch.setattr(replicas.lin, "check_history", check)
+    result = run_replica_simulation(3)
+    factor = replicas.UNKNOWN_RETRY_BUDGET_FACTOR
+    assert budgets == [
+        (None, None),
+        (lin.SEARCH_STEPS_MAX * factor, lin.SEARCH_CONFIGURATIONS_MAX * factor),
+    ]
+    assert result.linearizability == lin.Verdict.LINEARIZABLE.value
+    assert result.violations == []

@@ -109,6 +109,9 @@ from corral.tree.txn import ClientTxn, Txn
 WALL_EPOCH_MS = 1_700_000_000_000
 VIOLATIONS_MAX = 10  # the first ones say enough
 TRACE_LINES_MAX = 60  # the last events kept for a failure report
+# A history the checker could not decide within its budgets is checked once more with
+# budgets this many times larger (memory: a configuration is ~200 bytes).
+UNKNOWN_RETRY_BUDGET_FACTOR = 10
 
 
 class PlantedBug(enum.Enum):
@@ -1029,7 +1032,17 @@ class ReplicaSimulation:
             else:
                 reply = lin.Reply(value=znode.data or b"", version=znode.version)
             self.recorder.returned(op, reply, now_ms=self.now_ms)
-        result = lin.check_history(self.recorder.history(), session_order=True)
+        history = self.recorder.history()
+        result = lin.check_history(history, session_order=True)
+        if result.verdict is lin.Verdict.UNKNOWN:
+            # The search ran out of budget, which proves nothing either way: one more
+            # try with a larger one (rare: slow seeds with many lost operations).
+            result = lin.check_history(
+                history,
+                session_order=True,
+                steps_max=lin.SEARCH_STEPS_MAX * UNKNOWN_RETRY_BUDGET_FACTOR,
+                configurations_max=lin.SEARCH_CONFIGURATIONS_MAX * UNKNOWN_RETRY_BUDGET_FACTOR,
+            )
         self.result.linearizability = result.verdict.value
         if not result.ok:
             self._violation("client history: " + result.explain())
