@@ -248,7 +248,8 @@ class Cluster:
         self.deliver()
         return client
 
-    def send(self, client: Client, opcode: int, record: Record | None = None) -> Reply | None:
+    def submit(self, client: Client, opcode: int, record: Record | None = None) -> int:
+        """Hand a request to the client's replica (nothing delivered yet); its xid."""
         xid = client.next_xid
         client.next_xid += 1
         client.codec.send_request(xid, opcode, record)
@@ -260,6 +261,10 @@ class Cluster:
                 client.connection_id, event, self.now_ms, WALL_EPOCH_MS + self.now_ms
             ),
         )
+        return xid
+
+    def send(self, client: Client, opcode: int, record: Record | None = None) -> Reply | None:
+        xid = self.submit(client, opcode, record)
         self.deliver()
         for reply in client.replies():
             if reply.xid == xid:
@@ -625,16 +630,8 @@ def test_a_read_behind_a_sync_does_not_see_a_write_sent_after_it() -> None:
         (OpCode.GET_DATA, GetDataRequest(path="/x", watch=False)),
         (OpCode.SET_DATA, SetDataRequest(path="/x", data=b"new", version=-1)),
     ]
-    replica = cluster.replicas[leader]
     for opcode, record in requests:
-        xid = client.next_xid
-        client.next_xid += 1
-        client.codec.send_request(xid, opcode, record)
-        event = Request(xid=xid, opcode=opcode, request=record, size=0)
-        cluster.execute(
-            leader,
-            replica.on_request(client.connection_id, event, cluster.now_ms, WALL_EPOCH_MS),
-        )
+        cluster.submit(client, opcode, record)
     # The heartbeat round that would confirm the read index is lost; appends get through.
     for _ in range(1_000):
         if not cluster.network:
@@ -677,7 +674,6 @@ def test_forwarded_writes_never_wait_for_a_persist() -> None:
         execute(rid, out)
 
     cluster.execute = recording_execute  # type: ignore[method-assign]
-    replica = cluster.replicas[follower]
     requests: list[tuple[int, Record]] = [
         (OpCode.SYNC, PathRecord(path="/x")),
         (OpCode.GET_DATA, GetDataRequest(path="/x", watch=False)),
@@ -685,14 +681,7 @@ def test_forwarded_writes_never_wait_for_a_persist() -> None:
         (OpCode.SET_DATA, SetDataRequest(path="/x", data=b"2", version=1)),
     ]
     for opcode, record in requests:
-        xid = client.next_xid
-        client.next_xid += 1
-        client.codec.send_request(xid, opcode, record)
-        event = Request(xid=xid, opcode=opcode, request=record, size=0)
-        cluster.execute(
-            follower,
-            replica.on_request(client.connection_id, event, cluster.now_ms, WALL_EPOCH_MS),
-        )
+        cluster.submit(client, opcode, record)
     cluster.deliver()
     cluster.advance(500)
     forwards = 0
