@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from corral.consensus.types import Entry, EntryKind, HardState
 from corral.replica.outbox import Persist
 from corral.server.durability import DurableLog
@@ -235,3 +237,29 @@ class _BlockingFsync:
             self.armed = False
             self._entered.set()
             self._release.wait(10)
+
+
+def test_a_failed_write_on_the_loop_surfaces_in_persist_not_in_start() -> None:
+    # start() runs inside the replica's call for a client or a peer; a disk error there
+    # must reach the log writer (persist), as one on the IO thread does.
+    fs = RecordingFileSystem()
+    fs.makedirs("/data")
+    wal = open_wal(fs, "/data", snapshot=None, segment_size_bytes=1 << 20)
+    wal.append_sync((), HardState(term=1, vote=1, commit=0))
+
+    def failing_fsync() -> None:
+        raise OSError(5, "Input/output error")
+
+    async def run() -> None:
+        loop_thread = threading.get_ident()
+        with ThreadPoolExecutor(max_workers=1) as io:
+            durable = DurableLog(wal, io, "/data", inline_write_slow_s=SLOW_S)
+            fs.on_fsync = failing_fsync
+            persist = _persist(1, 1)
+            durable.start(persist, quiet=True)  # written on the loop: the error is kept
+            assert fs.fsync_threads[-1] == loop_thread
+            with pytest.raises(OSError, match="Input/output error"):
+                await durable.persist(persist)
+            assert wal.last_index() == 0  # never made visible
+
+    asyncio.run(run())

@@ -148,7 +148,16 @@ class DurableLog:
             and self._last_write_s < self._inline_write_slow_s
             and wal.fits(batch)
         ):
-            self._timed_write(batch)
+            try:
+                self._timed_write(batch)
+            except OSError as e:
+                # `start` runs inside the replica's call (a client's request, a peer's
+                # message): the error must surface where a write on the IO thread's
+                # would, in `persist`, which the log writer awaits (it stops the server).
+                failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                failed.set_exception(e)
+                self._started = (persist.token, batch, failed)
+                return
             self._started = (persist.token, batch, None)
         else:
             self._started = (persist.token, batch, self._submit(lambda: self._timed_write(batch)))
